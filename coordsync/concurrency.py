@@ -1,0 +1,54 @@
+"""The one door to eventlet.
+
+Every other module asks this one for green threads, pools, sleeps, events,
+timeouts, the thread pool for CPU-heavy work and the WSGI server, so that
+a later move away from eventlet (which upstream keeps in maintenance mode)
+touches one file. Monkey-patching happens only when a command's ``main()``
+calls :func:`monkey_patch`.
+"""
+
+import eventlet
+import eventlet.event
+import eventlet.greenpool
+import eventlet.patcher
+import eventlet.timeout
+import eventlet.tpool
+import eventlet.wsgi
+
+GreenPool = eventlet.greenpool.GreenPool
+Timeout = eventlet.timeout.Timeout
+Event = eventlet.event.Event
+spawn = eventlet.spawn
+spawn_after = eventlet.spawn_after
+sleep = eventlet.sleep
+kill = eventlet.kill
+
+
+def monkey_patch():
+    """Patch the standard library for green threads (commands only)."""
+    eventlet.monkey_patch()
+
+
+def is_monkey_patched():
+    return eventlet.patcher.is_monkey_patched('socket')
+
+
+def run_in_thread(func, *args, **kwargs):
+    """Run a blocking or CPU-heavy call in a real OS thread.
+
+    A green thread that does not yield for a whole session timeout kills
+    the coordination session, so hashing, fsync and SQLite go here.
+    """
+    if not is_monkey_patched():
+        return func(*args, **kwargs)
+    return eventlet.tpool.execute(func, *args, **kwargs)
+
+
+def listen(address, backlog=128):
+    return eventlet.listen(address, backlog=backlog)
+
+
+def serve_wsgi(sock, app, logger, max_size=1024):
+    """Serve ``app`` on ``sock`` until the green thread is killed."""
+    eventlet.wsgi.server(sock, app, log=logger, max_size=max_size,
+                         log_output=False)

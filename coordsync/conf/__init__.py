@@ -1,0 +1,18 @@
+"""coordsync's options, declared per area.
+
+Each area module defines ``<AREA>_GROUP`` (where it has a group),
+``<AREA>_OPTS``, ``register_opts(conf)`` and ``list_opts()``. Nothing is
+registered at import time: :func:`register_opts` wires every area onto the
+ConfigOpts that ``main()`` creates and passes down.
+"""
+
+from coordsync.conf import coordination
+from coordsync.conf import node
+from coordsync.conf import status
+
+AREAS = (node, coordination, status)
+
+
+def register_opts(conf):
+    for area in AREAS:
+        area.register_opts(conf)

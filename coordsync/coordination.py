@@ -1,0 +1,556 @@
+"""Membership in the coordination group, heartbeats, reconnects and locks.
+
+A :class:`Coordinator` is one process's seat in the group. It wraps a tooz
+driver and adds what tooz leaves to its users:
+
+* a member id unique per process (``<node>@<host>.<boot id>``), so a node
+  restarted after a crash never collides with its own dead session
+  (tooz raises MemberAlreadyExist);
+* a membership check on every heartbeat, because tooz does not rejoin by
+  itself after a lost session; a member that finds itself missing joins
+  again;
+* jittered exponential reconnects, ``min(max, uniform(initial, prev*3))``,
+  with kazoo's own retries capped so no call waits for minutes;
+* fencing: every lock remembers the *epoch* it was taken in, and any outage
+  (connection suspended, session lost, a failed heartbeat) starts a new
+  epoch. A lock from an earlier epoch is no longer owned, whatever tooz
+  says (a lost ZooKeeper session leaves ``lock.acquired`` True);
+* try-locks that behave the same on every backend: ``False`` when held
+  elsewhere, :class:`~coordsync.exceptions.CoordinationUnavailable` when
+  the backend cannot answer.
+
+States, as the heartbeat loop moves between them::
+
+    DISCONNECTED --start ok, joined--> HEALTHY
+    HEALTHY --error / suspended / session lost--> OUTAGE (epoch + 1)
+    OUTAGE --backend answers, member (re)joined--> HEALTHY
+    any --stop()--> STOPPED (locks released, group left)
+
+One line is logged when an outage starts and one when it ends, never one
+per heartbeat.
+"""
+
+import functools
+import inspect
+import os
+import random
+import socket
+import time
+import urllib.parse
+import uuid
+
+import tooz
+import tooz.coordination
+from kazoo import client as kazoo_client
+from kazoo import exceptions as kazoo_exceptions
+from oslo_log import log as logging
+
+from coordsync import concurrency
+from coordsync import exceptions
+from coordsync import version
+
+LOG = logging.getLogger(__name__)
+
+# Errors that mean "the backend did not answer", whichever driver raised.
+BACKEND_ERRORS = (tooz.ToozError, kazoo_exceptions.KazooException,
+                  OSError, TimeoutError, concurrency.Timeout)
+ZOOKEEPER_SCHEMES = ('zookeeper', 'kazoo')
+
+
+def make_member_id(node_name, host=None, boot_id=None):
+    host = host or socket.gethostname()
+    boot_id = boot_id or uuid.uuid4().hex[:12]
+    return '%s@%s.%s' % (node_name, host, boot_id)
+
+
+def redact_url(url):
+    """The backend URL without credentials or query, safe to log."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ''
+    if parts.port:
+        netloc = '%s:%d' % (netloc, parts.port)
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '',
+                                    ''))
+
+
+class Backoff:
+    """Jittered exponential delays between reconnect attempts.
+
+    Each delay is ``min(cap, uniform(base, previous * 3))`` (the
+    "decorrelated jitter" of manila's coordinator), so a fleet that lost
+    its backend at the same instant does not come back in lock-step.
+    """
+
+    def __init__(self, base, cap, rng=random):
+        self._base = base
+        self._cap = cap
+        self._rng = rng
+        self._previous = base
+
+    def next(self):
+        delay = min(self._cap,
+                    self._rng.uniform(self._base, self._previous * 3))
+        self._previous = delay
+        return delay
+
+    def reset(self):
+        self._previous = self._base
+
+
+def driver_options(url, conf, timeout=None):
+    """Keyword options for ``tooz.coordination.get_coordinator``.
+
+    The session timeout goes in as tooz's ``timeout`` unless the URL names
+    one. For ZooKeeper, kazoo's reconnect backoff (which otherwise grows
+    to an hour) is capped, and under eventlet the eventlet handler is used
+    (with the threading handler lock throughput falls ~10x).
+    """
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parts.query)
+    options = {}
+    if 'timeout' not in query:
+        options['timeout'] = timeout or conf.coordination.session_timeout
+    if parts.scheme in ZOOKEEPER_SCHEMES:
+        options['connection_retry'] = {
+            'max_tries': -1,
+            'delay': conf.coordination.initial_reconnect_backoff,
+            'backoff': 2,
+            'max_jitter': 0.5,
+            'max_delay': conf.coordination.max_reconnect_backoff,
+        }
+        if concurrency.is_monkey_patched() and 'handler' not in query:
+            options['handler'] = 'eventlet'
+    return options
+
+
+def connect(conf, member_id, timeout=None):
+    """Start a tooz driver for ``member_id``; raise CoordinationUnavailable.
+
+    ``timeout`` bounds the connection attempt (and, for a reader such as
+    coordsync-status, is its session timeout).
+    """
+    url = conf.coordination.backend_url
+    try:
+        driver = tooz.coordination.get_coordinator(
+            url, member_id.encode('utf-8'),
+            **driver_options(url, conf, timeout))
+        driver.start(start_heart=False)
+    except BACKEND_ERRORS as err:
+        raise exceptions.CoordinationUnavailable(
+            'coordination backend %s unreachable: %s'
+            % (redact_url(url), err)) from err
+    except (ValueError, RuntimeError) as err:
+        # stevedore cannot load the scheme, or a driver rejects the URL.
+        raise exceptions.ConfigError(
+            'bad [coordination] backend_url %s: %s'
+            % (redact_url(url), err)) from err
+    return driver
+
+
+def read_members(driver, group, timeout):
+    """``{member_id: capabilities}`` of every live member of ``group``."""
+    result = driver.get_members_with_capabilities(group.encode('utf-8'))
+    members = result.get(timeout=timeout)
+    return {_text(member): caps for member, caps in members.items()}
+
+
+def check_lock_name(name):
+    """Lock names are ``coordsync/<kind>/...``: no empty or dot parts."""
+    parts = name.split('/') if isinstance(name, str) else None
+    if not parts or any(p in ('', '.', '..') for p in parts):
+        raise ValueError('bad lock name %r' % (name,))
+
+
+def _text(value):
+    return value.decode('utf-8') if isinstance(value, bytes) else value
+
+
+class _HeldLock:
+    __slots__ = ('tooz_lock', 'epoch')
+
+    def __init__(self, tooz_lock, epoch):
+        self.tooz_lock = tooz_lock
+        self.epoch = epoch
+
+
+class Coordinator:
+    """This process's membership in the group, and its locks.
+
+    :param conf: the ConfigOpts from ``prepare_service``.
+    :param roles: what this process does (``server``, ``replicator``...),
+        published in the capabilities.
+    :param devices: device names this node serves, published too.
+    """
+
+    def __init__(self, conf, roles=(), devices=(), logger=None, rng=random,
+                 clock=time.time):
+        self.conf = conf
+        self.log = logger or LOG
+        self.group = conf.coordination.group
+        self.member_id = make_member_id(conf.node_name)
+        self.roles = list(roles)
+        self.devices = list(devices)
+        self.started_at = clock()
+        self.epoch = 0
+        self._clock = clock
+        self._rng = rng
+        self._backoff = Backoff(conf.coordination.initial_reconnect_backoff,
+                                conf.coordination.max_reconnect_backoff, rng)
+        self._op_timeout = max(1.0, min(5.0,
+                                        conf.coordination.session_timeout
+                                        / 2.0))
+        self._driver = None
+        self._joined = False
+        self._outage_since = None
+        self._outages = 0
+        self._stopping = False
+        self._loop_thread = None
+        self._held = {}
+        self._progress = {}
+        self._published_at = None
+        self._progress_dirty = True
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def healthy(self):
+        """True when joined and no outage is in progress."""
+        return self._joined and self._outage_since is None
+
+    @property
+    def state(self):
+        if self._stopping:
+            return 'stopped'
+        return 'healthy' if self.healthy else 'outage'
+
+    # -- life cycle -------------------------------------------------------
+
+    def start(self, wait=None):
+        """Start the heartbeat loop; optionally wait to be joined.
+
+        Returns True once joined, False if ``wait`` seconds passed first
+        (the loop keeps trying in the background either way).
+        """
+        self._stopping = False
+        self._loop_thread = concurrency.spawn(self._run)
+        if wait is None:
+            return self.healthy
+        deadline = time.monotonic() + wait
+        while not self.healthy and time.monotonic() < deadline:
+            concurrency.sleep(0.05)
+        return self.healthy
+
+    def stop(self):
+        """Release every held lock, leave the group, close the driver."""
+        self._stopping = True
+        if self._loop_thread is not None:
+            concurrency.kill(self._loop_thread)
+            self._loop_thread = None
+        for name in list(self._held):
+            self.release(name)
+        driver, self._driver = self._driver, None
+        if driver is None:
+            return
+        if self._joined:
+            try:
+                driver.leave_group(self.group.encode('utf-8')).get(
+                    timeout=self._op_timeout)
+                self.log.info('Left coordination group %s as %s',
+                              self.group, self.member_id)
+            except BACKEND_ERRORS as err:
+                self.log.warning('Could not leave group %s cleanly: %s',
+                                 self.group, err)
+        self._joined = False
+        try:
+            driver.stop()
+        except BACKEND_ERRORS as err:
+            self.log.warning('Could not stop coordination driver: %s', err)
+
+    def _run(self):
+        # NOTE: joins are jittered so nodes started together spread out.
+        concurrency.sleep(self._rng.uniform(
+            0, self.conf.coordination.initial_reconnect_backoff))
+        while not self._stopping:
+            delay = self.step()
+            concurrency.sleep(delay)
+
+    def step(self):
+        """One heartbeat: connect, check membership, publish; next delay."""
+        try:
+            if self._driver is None:
+                self._connect()
+            if not self._is_member():
+                self._join()
+            self._publish_if_due()
+            self._driver.heartbeat()
+        except exceptions.CoordinationUnavailable as err:
+            self._begin_outage(err)
+            return self._backoff.next()
+        except BACKEND_ERRORS as err:
+            self._begin_outage(err)
+            return self._backoff.next()
+        self._end_outage()
+        self._backoff.reset()
+        return self.conf.coordination.heartbeat
+
+    def _connect(self):
+        driver = connect(self.conf, self.member_id)
+        self._watch_session(driver)
+        self._driver = driver
+        try:
+            driver.create_group(self.group.encode('utf-8')).get(
+                timeout=self._op_timeout)
+        except tooz.coordination.GroupAlreadyExist:
+            pass
+
+    def _watch_session(self, driver):
+        # NOTE: tooz hides kazoo's session events; without them a lost
+        # session is noticed only at the next membership check. The
+        # listener only flips flags: kazoo forbids blocking in it.
+        client = getattr(driver, '_coord', None)
+        if isinstance(client, kazoo_client.KazooClient):
+            client.add_listener(self._on_kazoo_state)
+
+    def _on_kazoo_state(self, state):
+        if state in ('SUSPENDED', 'LOST'):
+            self._begin_outage('ZooKeeper session %s' % state.lower())
+
+    def _is_member(self):
+        if not self._joined:
+            return False
+        result = self._driver.get_members(self.group.encode('utf-8'))
+        members = {_text(m) for m in result.get(timeout=self._op_timeout)}
+        if self.member_id in members:
+            return True
+        self._joined = False
+        self._begin_outage('member %s no longer in group %s (session lost)'
+                           % (self.member_id, self.group))
+        return False
+
+    def _join(self):
+        group = self.group.encode('utf-8')
+        caps = self._capabilities()
+        try:
+            self._driver.join_group(group, caps).get(
+                timeout=self._op_timeout)
+        except tooz.coordination.GroupNotCreated:
+            try:
+                self._driver.create_group(group).get(
+                    timeout=self._op_timeout)
+            except tooz.coordination.GroupAlreadyExist:
+                pass
+            self._driver.join_group(group, caps).get(
+                timeout=self._op_timeout)
+        except tooz.coordination.MemberAlreadyExist:
+            # Our own session survived: just refresh what we publish.
+            self._driver.update_capabilities(group, caps).get(
+                timeout=self._op_timeout)
+        if not self._joined and self._outages == 0:
+            self.log.info('Joined coordination group %s as %s (backend %s)',
+                          self.group, self.member_id,
+                          redact_url(self.conf.coordination.backend_url))
+        self._joined = True
+        self._published_at = self._clock()
+        self._progress_dirty = False
+
+    def _begin_outage(self, reason):
+        if self._outage_since is not None or self._stopping:
+            return
+        self._outage_since = time.monotonic()
+        self._outages += 1
+        # NOTE: every lock taken before this instant may be lost; workers
+        # holding one must stop touching its item (fencing).
+        self.epoch += 1
+        self.log.warning(
+            'Coordination outage started: backend %s unavailable (%s); '
+            'reconnecting with backoff between %ss and %ss',
+            redact_url(self.conf.coordination.backend_url), reason,
+            self.conf.coordination.initial_reconnect_backoff,
+            self.conf.coordination.max_reconnect_backoff)
+
+    def _end_outage(self):
+        if self._outage_since is None:
+            return
+        duration = time.monotonic() - self._outage_since
+        self._outage_since = None
+        self.log.info('Coordination outage ended after %.1fs: member %s is '
+                      'in group %s again', duration, self.member_id,
+                      self.group)
+
+    # -- capabilities and progress ----------------------------------------
+
+    def _capabilities(self):
+        return {
+            'version': version.version_string(),
+            'pid': os.getpid(),
+            'host': socket.gethostname(),
+            'node': self.conf.node_name,
+            'started_at': self.started_at,
+            'updated_at': self._clock(),
+            'roles': self.roles,
+            'devices': self.devices,
+            'outages': self._outages,
+            'progress': {k: dict(v) for k, v in self._progress.items()},
+        }
+
+    def set_progress(self, worker, **fields):
+        """Record a worker's live progress; published at the next beat."""
+        self._progress.setdefault(worker, {}).update(fields)
+        self._progress_dirty = True
+
+    def progress(self, worker):
+        return dict(self._progress.get(worker, {}))
+
+    def _publish_if_due(self):
+        interval = self.conf.coordination.progress_interval
+        due = (self._published_at is None
+               or self._clock() - self._published_at >= interval)
+        if not (self._progress_dirty or due):
+            return
+        self._driver.update_capabilities(
+            self.group.encode('utf-8'), self._capabilities()).get(
+                timeout=self._op_timeout)
+        self._published_at = self._clock()
+        self._progress_dirty = False
+
+    def members(self):
+        """``{member_id: capabilities}`` of the live members of the group."""
+        self._require_healthy()
+        try:
+            return read_members(self._driver, self.group, self._op_timeout)
+        except BACKEND_ERRORS as err:
+            raise exceptions.CoordinationUnavailable(str(err)) from err
+
+    # -- locks --------------------------------------------------------------
+
+    def _require_healthy(self):
+        if not self.healthy or self._driver is None:
+            raise exceptions.CoordinationUnavailable(
+                'not joined to coordination group %s' % self.group)
+
+    def try_lock(self, name):
+        """Take lock ``name`` if free: True if taken, False if held.
+
+        Raises CoordinationUnavailable when the backend cannot answer, so
+        the caller can fall back to its static rule instead of guessing.
+        """
+        check_lock_name(name)
+        self._require_healthy()
+        if name in self._held:
+            return False
+        tooz_lock = self._driver.get_lock(name.encode('utf-8'))
+        try:
+            taken = tooz_lock.acquire(blocking=False)
+        except tooz.coordination.LockAcquireFailed:
+            taken = False
+        except BACKEND_ERRORS as err:
+            raise exceptions.CoordinationUnavailable(
+                'cannot take lock %s: %s' % (name, err)) from err
+        if taken:
+            self._held[name] = _HeldLock(tooz_lock, self.epoch)
+        return bool(taken)
+
+    def acquire(self, name, timeout=None):
+        """Wait up to ``timeout`` seconds (None: forever) for lock ``name``.
+
+        Built from try-locks with a short jittered poll so that every
+        backend behaves alike and an outage never blocks the caller inside
+        a driver call.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.healthy and self.try_lock(name):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            concurrency.sleep(self._rng.uniform(0.05, 0.25))
+
+    def release(self, name):
+        """Release lock ``name`` if held; never raises for backend errors."""
+        held = self._held.pop(name, None)
+        if held is None:
+            return False
+        if held.epoch == self.epoch and self.healthy:
+            return self._release_tooz_lock(name, held.tooz_lock)
+        # NOTE: during an outage a ZooKeeper release would block until the
+        # connection is back; let a green thread finish it meanwhile.
+        concurrency.spawn(self._release_tooz_lock, name, held.tooz_lock)
+        return True
+
+    def _release_tooz_lock(self, name, tooz_lock):
+        try:
+            tooz_lock.release()
+            return True
+        except BACKEND_ERRORS as err:
+            self.log.warning('Could not release lock %s: %s', name, err)
+            return False
+
+    def is_still_owner(self, name):
+        """True only if ``name`` is held, in this epoch, and tooz agrees."""
+        held = self._held.get(name)
+        if held is None or held.epoch != self.epoch or not self.healthy:
+            return False
+        try:
+            return bool(held.tooz_lock.is_still_owner())
+        except BACKEND_ERRORS:
+            return False
+
+    def held_locks(self):
+        return sorted(self._held)
+
+    def lock(self, name):
+        return Lock(self, name)
+
+    def synchronized(self, template, timeout=None):
+        """Decorator: hold lock ``template.format(**call_args)`` around f.
+
+        >>> @coordinator.synchronized('coordsync/sync/{account}/{container}')
+        ... def sync(account, container): ...
+        """
+        def wrap(func):
+            signature = inspect.signature(func)
+
+            @functools.wraps(func)
+            def wrapper(*args, **kwargs):
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                name = template.format(**bound.arguments)
+                with Lock(self, name, timeout=timeout):
+                    return func(*args, **kwargs)
+            return wrapper
+        return wrap
+
+
+class Lock:
+    """A named lock of one Coordinator, usable as a context manager.
+
+    Names are ``str`` (``coordsync/<kind>/...``); they are encoded once,
+    where tooz is called.
+    """
+
+    def __init__(self, coordinator, name, timeout=None):
+        check_lock_name(name)
+        self.coordinator = coordinator
+        self.name = name
+        self.timeout = timeout
+
+    def try_acquire(self):
+        return self.coordinator.try_lock(self.name)
+
+    def acquire(self, timeout=None):
+        return self.coordinator.acquire(self.name, timeout)
+
+    def release(self):
+        return self.coordinator.release(self.name)
+
+    def is_still_owner(self):
+        return self.coordinator.is_still_owner(self.name)
+
+    def __enter__(self):
+        if not self.acquire(self.timeout):
+            raise exceptions.CoordsyncError(
+                'timed out waiting for lock %s' % self.name)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()

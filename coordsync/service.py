@@ -1,0 +1,80 @@
+"""Process set-up shared by every coordsync command.
+
+``prepare_service(argv)`` does, in this order: register options and
+logging options, set logging defaults, parse the command line and config
+files, validate every value, and set up logging. It returns the
+ConfigOpts that the command then passes down; nothing else in coordsync
+reads a global config object.
+"""
+
+import sys
+
+from oslo_config import cfg
+from oslo_log import log
+
+from coordsync import conf as coordsync_conf
+from coordsync import version
+
+PROJECT = 'coordsync'
+EXIT_CONFIG_ERROR = 2
+
+# Libraries that log every connection attempt; their warnings still show.
+QUIET_LOGGERS = ['kazoo=WARN', 'kazoo.client=WARN', 'tooz=WARN',
+                 'stevedore=WARN', 'oslo.privsep=WARN']
+
+
+class ConfigExit(SystemExit):
+    """Raised (exit status 2) after printing one line about a bad config."""
+
+
+def _fail(prog, message):
+    print('%s: error: %s' % (prog, message), file=sys.stderr)
+    raise ConfigExit(EXIT_CONFIG_ERROR)
+
+
+def _validate(conf):
+    """Read every option once so a bad value fails now, not mid-pass."""
+    for name in list(conf):
+        value = conf[name]
+        if isinstance(value, cfg.ConfigOpts.GroupAttr):
+            for opt_name in list(value):
+                getattr(value, opt_name)
+    backoff = conf.coordination
+    if backoff.initial_reconnect_backoff > backoff.max_reconnect_backoff:
+        raise ValueError(
+            '[coordination] initial_reconnect_backoff (%s) is larger than '
+            'max_reconnect_backoff (%s)' % (
+                backoff.initial_reconnect_backoff,
+                backoff.max_reconnect_backoff))
+
+
+def prepare_service(argv=None, *, prog, description=None, cli_opts=(),
+                    register=None, default_config_files=None):
+    """Parse config and set up logging; exit 2 with one line on errors.
+
+    ``cli_opts`` are extra command-line options of this command and
+    ``register(conf)`` may register more option groups before parsing.
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    conf = cfg.ConfigOpts()
+    coordsync_conf.register_opts(conf)
+    if register is not None:
+        register(conf)
+    conf.register_cli_opts(list(cli_opts))
+    log.register_options(conf)
+    log.set_defaults(default_log_levels=(
+        log.get_default_log_levels() + QUIET_LOGGERS))
+    try:
+        conf(argv, project=PROJECT, prog=prog,
+             version=version.version_string(),
+             description=description,
+             default_config_files=default_config_files)
+        _validate(conf)
+    except cfg.ConfigFilesNotFoundError as err:
+        _fail(prog, 'config file not found: %s' % ', '.join(
+            err.config_files))
+    except (cfg.Error, ValueError) as err:
+        _fail(prog, str(err).strip().splitlines()[0])
+    log.setup(conf, PROJECT)
+    return conf

@@ -1,0 +1,159 @@
+"""What coordsync-status reports: the group's members and their health.
+
+The report is built from the capabilities every member publishes (see
+:meth:`coordsync.coordination.Coordinator._capabilities`). The group is
+*healthy* when every expected member is present, fresh, and reports no
+errors; *degraded* otherwise; *unreachable* when the backend does not
+answer in time.
+"""
+
+import os
+import socket
+import threading
+import time
+
+import tooz.coordination
+
+from coordsync import coordination
+from coordsync import exceptions
+
+HEALTHY, DEGRADED, UNREACHABLE = 'healthy', 'degraded', 'unreachable'
+EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, UNREACHABLE: 2}
+
+
+def fetch_members(conf, timeout):
+    """Read the group once, without joining it; bounded by ``timeout``.
+
+    Raises CoordinationUnavailable if the backend does not answer in
+    time, whatever the driver does (some block on connect).
+    """
+    outcome = {}
+
+    def read():
+        member_id = 'status-%s-%d' % (socket.gethostname(), os.getpid())
+        try:
+            driver = coordination.connect(conf, member_id, timeout=timeout)
+            try:
+                outcome['members'] = coordination.read_members(
+                    driver, conf.coordination.group, timeout)
+            finally:
+                driver.stop()
+        except tooz.coordination.GroupNotCreated:
+            outcome['members'] = {}
+        except (exceptions.CoordsyncError,
+                *coordination.BACKEND_ERRORS) as err:
+            outcome['error'] = err
+
+    reader = threading.Thread(target=read, name='status-read', daemon=True)
+    reader.start()
+    reader.join(timeout + 1.0)
+    if 'members' in outcome:
+        return outcome['members']
+    raise exceptions.CoordinationUnavailable(
+        str(outcome.get('error') or 'no answer from coordination backend '
+            '%s within %.1fs' % (coordination.redact_url(
+                conf.coordination.backend_url), timeout)))
+
+
+def summarize_progress(progress):
+    """One short text per worker: ``replicator pass 3 40/100 err 0``."""
+    parts = []
+    for worker in sorted(progress or {}):
+        fields = progress[worker]
+        text = worker
+        if 'pass' in fields:
+            text += ' pass %s' % fields['pass']
+        if 'total' in fields:
+            text += ' %s/%s' % (fields.get('done', 0), fields['total'])
+        if fields.get('errors'):
+            text += ' err %s' % fields['errors']
+        if fields.get('state'):
+            text += ' (%s)' % fields['state']
+        parts.append(text)
+    return '; '.join(parts) or '-'
+
+
+def member_problems(caps, now, stale_after):
+    problems = []
+    age = now - float(caps.get('updated_at', 0) or 0)
+    if age > stale_after:
+        problems.append('stale: last update %.0fs ago' % age)
+    for worker, fields in sorted((caps.get('progress') or {}).items()):
+        if fields.get('errors'):
+            problems.append('%s reports %s errors'
+                            % (worker, fields['errors']))
+    return problems
+
+
+def build_report(members, *, group, expect=None, stale_after, now=None):
+    now = time.time() if now is None else now
+    rows, problems = [], []
+    for member_id in sorted(members):
+        caps = members[member_id] or {}
+        mine = member_problems(caps, now, stale_after)
+        problems.extend('%s: %s' % (member_id, p) for p in mine)
+        rows.append({
+            'member': member_id,
+            'host': caps.get('host'),
+            'node': caps.get('node'),
+            'pid': caps.get('pid'),
+            'version': caps.get('version'),
+            'uptime': round(now - float(caps.get('started_at') or now), 1),
+            'roles': list(caps.get('roles') or []),
+            'devices': list(caps.get('devices') or []),
+            'progress': caps.get('progress') or {},
+            'progress_summary': summarize_progress(caps.get('progress')),
+            'last_update_age': round(
+                now - float(caps.get('updated_at') or now), 1),
+            'outages': caps.get('outages', 0),
+            'state': 'degraded' if mine else 'ok',
+        })
+    if expect is not None and len(rows) < expect:
+        problems.append('%d members present, %d expected'
+                        % (len(rows), expect))
+    if not rows and expect is None:
+        problems.append('no members in group %s' % group)
+    return {
+        'group': group,
+        'state': DEGRADED if problems else HEALTHY,
+        'members': rows,
+        'problems': problems,
+    }
+
+
+def _duration(seconds):
+    seconds = int(seconds)
+    if seconds < 120:
+        return '%ds' % seconds
+    if seconds < 7200:
+        return '%dm' % (seconds // 60)
+    return '%dh' % (seconds // 3600)
+
+
+TABLE_COLUMNS = (
+    ('MEMBER', lambda r: r['member']),
+    ('NODE', lambda r: r['node']),
+    ('HOST', lambda r: r['host']),
+    ('PID', lambda r: r['pid']),
+    ('VERSION', lambda r: r['version']),
+    ('UPTIME', lambda r: _duration(r['uptime'])),
+    ('ROLES', lambda r: ','.join(r['roles']) or '-'),
+    ('PROGRESS', lambda r: r['progress_summary']),
+    ('AGE', lambda r: _duration(r['last_update_age'])),
+    ('STATE', lambda r: r['state']),
+)
+
+
+def format_table(report):
+    header = [name for name, _ in TABLE_COLUMNS]
+    body = [[str(get(row)) for _, get in TABLE_COLUMNS]
+            for row in report['members']]
+    widths = [max(len(cell) for cell in column)
+              for column in zip(header, *body)]
+    lines = ['  '.join(cell.ljust(w) for cell, w in zip(line, widths))
+             .rstrip() for line in [header] + body]
+    lines.append('')
+    lines.append('group %s: %s, %d member(s)' % (
+        report['group'], report['state'], len(report['members'])))
+    lines.extend('  problem: %s' % p for p in report['problems'])
+    return '\n'.join(lines)
