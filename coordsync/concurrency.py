@@ -7,13 +7,21 @@ touches one file. Monkey-patching happens only when a command's ``main()``
 calls :func:`monkey_patch`.
 """
 
-import eventlet
-import eventlet.event
-import eventlet.greenpool
-import eventlet.patcher
-import eventlet.timeout
-import eventlet.tpool
-import eventlet.wsgi
+import warnings
+
+DEPRECATION_NOTICE = r'\s*Eventlet (support )?is deprecated'
+
+# NOTE: eventlet warns on import that it is in maintenance mode; that is a
+# known, recorded choice (see the module docstring), not news for operators.
+with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message=DEPRECATION_NOTICE)
+    import eventlet
+    import eventlet.event
+    import eventlet.greenpool
+    import eventlet.patcher
+    import eventlet.timeout
+    import eventlet.tpool
+    import eventlet.wsgi
 
 GreenPool = eventlet.greenpool.GreenPool
 Timeout = eventlet.timeout.Timeout
@@ -24,13 +32,32 @@ sleep = eventlet.sleep
 kill = eventlet.kill
 
 
+def quiet_deprecation():
+    """Hide eventlet's deprecation notice in libraries importing it later.
+
+    Called from commands' ``main()`` only (futurist and kazoo import
+    eventlet lazily when a coordination driver loads).
+    """
+    warnings.filterwarnings('ignore', message=DEPRECATION_NOTICE)
+
+
 def monkey_patch():
     """Patch the standard library for green threads (commands only)."""
+    quiet_deprecation()
     eventlet.monkey_patch()
 
 
 def is_monkey_patched():
     return eventlet.patcher.is_monkey_patched('socket')
+
+
+def kazoo_sleep_func():
+    """The sleep of kazoo's eventlet handler, which its retries must share.
+
+    Imported here, late, because that kazoo module imports eventlet.
+    """
+    from kazoo.handlers import eventlet as kazoo_eventlet
+    return kazoo_eventlet.SequentialEventletHandler.sleep_func
 
 
 def run_in_thread(func, *args, **kwargs):

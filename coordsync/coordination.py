@@ -46,6 +46,7 @@ from kazoo import exceptions as kazoo_exceptions
 from oslo_log import log as logging
 
 from coordsync import concurrency
+from coordsync import embedded
 from coordsync import exceptions
 from coordsync import version
 
@@ -97,7 +98,7 @@ class Backoff:
         self._previous = self._base
 
 
-def driver_options(url, conf, timeout=None):
+def driver_options(url, conf):
     """Keyword options for ``tooz.coordination.get_coordinator``.
 
     The session timeout goes in as tooz's ``timeout`` unless the URL names
@@ -109,7 +110,7 @@ def driver_options(url, conf, timeout=None):
     query = urllib.parse.parse_qs(parts.query)
     options = {}
     if 'timeout' not in query:
-        options['timeout'] = timeout or conf.coordination.session_timeout
+        options['timeout'] = conf.coordination.session_timeout
     if parts.scheme in ZOOKEEPER_SCHEMES:
         options['connection_retry'] = {
             'max_tries': -1,
@@ -120,20 +121,27 @@ def driver_options(url, conf, timeout=None):
         }
         if concurrency.is_monkey_patched() and 'handler' not in query:
             options['handler'] = 'eventlet'
+            # kazoo insists the retry sleeps like its handler does.
+            options['connection_retry']['sleep_func'] = (
+                concurrency.kazoo_sleep_func())
     return options
 
 
-def connect(conf, member_id, timeout=None):
+def connect(conf, member_id):
     """Start a tooz driver for ``member_id``; raise CoordinationUnavailable.
 
-    ``timeout`` bounds the connection attempt (and, for a reader such as
-    coordsync-status, is its session timeout).
+    The session timeout is also the file backend's liveness window, so
+    readers (coordsync-status) must use the same value as members do.
     """
     url = conf.coordination.backend_url
+    options = driver_options(url, conf)
     try:
-        driver = tooz.coordination.get_coordinator(
-            url, member_id.encode('utf-8'),
-            **driver_options(url, conf, timeout))
+        if urllib.parse.urlsplit(url).scheme == embedded.SCHEME:
+            driver = embedded.make_driver(url, member_id.encode('utf-8'),
+                                          options)
+        else:
+            driver = tooz.coordination.get_coordinator(
+                url, member_id.encode('utf-8'), **options)
         driver.start(start_heart=False)
     except BACKEND_ERRORS as err:
         raise exceptions.CoordinationUnavailable(
@@ -276,6 +284,7 @@ class Coordinator:
 
     def step(self):
         """One heartbeat: connect, check membership, publish; next delay."""
+        failure = None
         try:
             if self._driver is None:
                 self._connect()
@@ -283,11 +292,12 @@ class Coordinator:
                 self._join()
             self._publish_if_due()
             self._driver.heartbeat()
-        except exceptions.CoordinationUnavailable as err:
-            self._begin_outage(err)
-            return self._backoff.next()
-        except BACKEND_ERRORS as err:
-            self._begin_outage(err)
+        except (exceptions.CoordinationUnavailable, *BACKEND_ERRORS) as err:
+            failure = err
+        # NOTE: logged outside the except block: oslo.log would append the
+        # traceback, and an outage is an expected state, not a bug.
+        if failure is not None:
+            self._begin_outage(failure)
             return self._backoff.next()
         self._end_outage()
         self._backoff.reset()

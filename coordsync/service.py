@@ -12,6 +12,7 @@ import sys
 from oslo_config import cfg
 from oslo_log import log
 
+from coordsync import concurrency
 from coordsync import conf as coordsync_conf
 from coordsync import version
 
@@ -32,13 +33,21 @@ def _fail(prog, message):
     raise ConfigExit(EXIT_CONFIG_ERROR)
 
 
+def _read(section, name, read, *args):
+    try:
+        return read(*args)
+    except (cfg.Error, ValueError) as err:
+        reason = str(err).split('is not valid: ')[-1].strip()
+        raise ValueError('[%s] %s: %s' % (section, name, reason)) from err
+
+
 def _validate(conf):
     """Read every option once so a bad value fails now, not mid-pass."""
     for name in list(conf):
-        value = conf[name]
+        value = _read('DEFAULT', name, getattr, conf, name)
         if isinstance(value, cfg.ConfigOpts.GroupAttr):
             for opt_name in list(value):
-                getattr(value, opt_name)
+                _read(name, opt_name, getattr, value, opt_name)
     backoff = conf.coordination
     if backoff.initial_reconnect_backoff > backoff.max_reconnect_backoff:
         raise ValueError(
@@ -57,6 +66,7 @@ def prepare_service(argv=None, *, prog, description=None, cli_opts=(),
     """
     if argv is None:
         argv = sys.argv[1:]
+    concurrency.quiet_deprecation()
     conf = cfg.ConfigOpts()
     coordsync_conf.register_opts(conf)
     if register is not None:

@@ -28,25 +28,31 @@ def fetch_members(conf, timeout):
     time, whatever the driver does (some block on connect).
     """
     outcome = {}
+    answered = threading.Event()
 
     def read():
         member_id = 'status-%s-%d' % (socket.gethostname(), os.getpid())
         try:
-            driver = coordination.connect(conf, member_id, timeout=timeout)
+            driver = coordination.connect(conf, member_id)
             try:
                 outcome['members'] = coordination.read_members(
                     driver, conf.coordination.group, timeout)
             finally:
+                # NOTE: answer first; closing the driver may take a while
+                # (the file driver's executor) and the reader is done.
+                answered.set()
                 driver.stop()
         except tooz.coordination.GroupNotCreated:
             outcome['members'] = {}
         except (exceptions.CoordsyncError,
                 *coordination.BACKEND_ERRORS) as err:
             outcome['error'] = err
+        finally:
+            answered.set()
 
     reader = threading.Thread(target=read, name='status-read', daemon=True)
     reader.start()
-    reader.join(timeout + 1.0)
+    answered.wait(timeout + 1.0)
     if 'members' in outcome:
         return outcome['members']
     raise exceptions.CoordinationUnavailable(
@@ -144,14 +150,18 @@ TABLE_COLUMNS = (
 )
 
 
+def _row(cells, widths):
+    pairs = zip(cells, widths, strict=True)
+    return '  '.join(cell.ljust(width) for cell, width in pairs).rstrip()
+
+
 def format_table(report):
     header = [name for name, _ in TABLE_COLUMNS]
     body = [[str(get(row)) for _, get in TABLE_COLUMNS]
             for row in report['members']]
     widths = [max(len(cell) for cell in column)
-              for column in zip(header, *body)]
-    lines = ['  '.join(cell.ljust(w) for cell, w in zip(line, widths))
-             .rstrip() for line in [header] + body]
+              for column in zip(header, *body, strict=True)]
+    lines = [_row(line, widths) for line in [header] + body]
     lines.append('')
     lines.append('group %s: %s, %d member(s)' % (
         report['group'], report['state'], len(report['members'])))

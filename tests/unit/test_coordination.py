@@ -1,0 +1,183 @@
+"""Coordinator behaviour on the embedded backend, in one process."""
+
+import random
+
+import pytest
+from oslo_config import cfg
+
+from coordsync import conf as coordsync_conf
+from coordsync import coordination
+from coordsync import exceptions
+
+
+def make_conf(tmp_path, **coordination_opts):
+    conf = cfg.ConfigOpts()
+    coordsync_conf.register_opts(conf)
+    conf([], project='coordsync', default_config_files=[])
+    conf.set_override('node_name', 'n1')
+    conf.set_override('state_path', str(tmp_path))
+    conf.set_override('backend_url', 'file://%s/coord' % tmp_path,
+                      group='coordination')
+    for key, value in coordination_opts.items():
+        conf.set_override(key, value, group='coordination')
+    return conf
+
+
+@pytest.fixture
+def conf(tmp_path):
+    return make_conf(tmp_path)
+
+
+@pytest.fixture
+def joined(conf):
+    coordinators = []
+
+    def make(node='n1'):
+        conf.set_override('node_name', node)
+        coordinator = coordination.Coordinator(conf, roles=['test'])
+        assert coordinator.step() == conf.coordination.heartbeat
+        coordinators.append(coordinator)
+        return coordinator
+    yield make
+    for coordinator in coordinators:
+        coordinator.stop()
+
+
+def test_backoff_grows_with_jitter_and_stays_capped():
+    backoff = coordination.Backoff(0.5, 10.0, random.Random(7))
+    delays = [backoff.next() for _ in range(30)]
+    assert all(0.5 <= d <= 10.0 for d in delays)
+    assert max(delays) == 10.0
+    assert len(set(delays)) > 5, 'no jitter'
+    backoff.reset()
+    assert backoff.next() <= 1.5
+
+
+def test_member_ids_are_unique_per_process_start():
+    first = coordination.make_member_id('n1', host='h')
+    second = coordination.make_member_id('n1', host='h')
+    assert first != second
+    assert first.startswith('n1@h.')
+
+
+def test_redact_url_hides_credentials_and_query():
+    url = 'redis://user:s3cret@10.0.0.1:6379/0?password=s3cret&timeout=3'
+    redacted = coordination.redact_url(url)
+    assert 's3cret' not in redacted
+    assert redacted == 'redis://10.0.0.1:6379/0'
+
+
+def test_zookeeper_options_cap_kazoo_retries(tmp_path):
+    conf = make_conf(tmp_path, max_reconnect_backoff=7.0,
+                     session_timeout=12)
+    options = coordination.driver_options('zookeeper://h:2181', conf)
+    assert options['timeout'] == 12
+    assert options['connection_retry']['max_delay'] == 7.0
+    assert options['connection_retry']['max_tries'] == -1
+    # Not monkey-patched here: kazoo keeps its threading handler.
+    assert 'handler' not in options
+
+
+def test_url_timeout_wins_over_session_timeout(conf):
+    options = coordination.driver_options('file:///x?timeout=99', conf)
+    assert 'timeout' not in options
+
+
+def test_join_publishes_capabilities(joined):
+    coordinator = joined()
+    members = coordinator.members()
+    caps = members[coordinator.member_id]
+    assert caps['node'] == 'n1'
+    assert caps['roles'] == ['test']
+    assert caps['pid'] > 0
+
+
+def test_progress_is_published_at_next_beat(joined):
+    coordinator = joined()
+    coordinator.set_progress('replicator', done=3, total=10, errors=0)
+    coordinator.step()
+    caps = coordinator.members()[coordinator.member_id]
+    assert caps['progress']['replicator'] == {'done': 3, 'total': 10,
+                                              'errors': 0}
+
+
+def test_try_lock_is_exclusive_and_release_frees(joined):
+    first, second = joined('n1'), joined('n2')
+    name = 'coordsync/replicate/0/17'
+    assert first.try_lock(name) is True
+    assert second.try_lock(name) is False
+    assert first.try_lock(name) is False, 'not re-entrant'
+    assert first.is_still_owner(name)
+    assert first.release(name) is True
+    assert second.try_lock(name) is True
+    assert first.release(name) is False
+
+
+def test_outage_fences_held_locks(joined):
+    coordinator = joined()
+    name = 'coordsync/replicate/0/3'
+    assert coordinator.try_lock(name)
+    coordinator._begin_outage('test outage')
+    assert not coordinator.healthy
+    assert not coordinator.is_still_owner(name)
+    with pytest.raises(exceptions.CoordinationUnavailable):
+        coordinator.try_lock('coordsync/replicate/0/4')
+    # The next good heartbeat ends the outage, but the old lock stays
+    # fenced: it was taken in an earlier epoch.
+    coordinator.step()
+    assert coordinator.healthy
+    assert not coordinator.is_still_owner(name)
+
+
+def test_member_missing_from_group_rejoins(joined):
+    coordinator = joined()
+    coordinator._driver.leave_group(b'coordsync').get()
+    coordinator.step()
+    assert coordinator.epoch == 1, 'session loss must fence'
+    coordinator.step()
+    assert coordinator.healthy
+    assert coordinator.member_id in coordinator.members()
+
+
+def test_unreachable_backend_backs_off(tmp_path):
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('x')
+    conf = make_conf(tmp_path, initial_reconnect_backoff=0.2,
+                     max_reconnect_backoff=2.0)
+    conf.set_override('backend_url', 'file://%s/sub' % blocker,
+                      group='coordination')
+    coordinator = coordination.Coordinator(conf)
+    delays = [coordinator.step() for _ in range(6)]
+    assert not coordinator.healthy
+    assert all(0.2 <= d <= 2.0 for d in delays)
+    assert coordinator.epoch == 1, 'one outage, however many failures'
+
+
+@pytest.mark.parametrize('name', ['', 'a//b', 'coordsync/../x', '/abs',
+                                  'coordsync/.'])
+def test_bad_lock_names_rejected(joined, name):
+    coordinator = joined()
+    with pytest.raises(ValueError):
+        coordinator.try_lock(name)
+
+
+def test_synchronized_formats_lock_name_from_arguments(joined):
+    coordinator = joined()
+    seen = []
+
+    @coordinator.synchronized('coordsync/sync/{account}/{container}')
+    def sync(account, container='c'):
+        seen.append(coordinator.held_locks())
+
+    sync('AUTH_a')
+    assert seen == [['coordsync/sync/AUTH_a/c']]
+    assert coordinator.held_locks() == []
+
+
+def test_stop_releases_locks_and_leaves(joined, conf):
+    coordinator = joined('n1')
+    other = joined('n2')
+    assert coordinator.try_lock('coordsync/x/1')
+    coordinator.stop()
+    assert other.try_lock('coordsync/x/1')
+    assert coordinator.member_id not in other.members()
