@@ -6,11 +6,12 @@ registered at import time: :func:`register_opts` wires every area onto the
 ConfigOpts that ``main()`` creates and passes down.
 """
 
+from coordsync.conf import cluster
 from coordsync.conf import coordination
 from coordsync.conf import node
 from coordsync.conf import status
 
-AREAS = (node, coordination, status)
+AREAS = (node, cluster, coordination, status)
 
 
 def register_opts(conf):

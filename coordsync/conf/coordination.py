@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from coordsync.conf.groups import fresh_group
+
 COORDINATION_GROUP = cfg.OptGroup(
     'coordination',
     title='Coordination options',
@@ -48,8 +50,8 @@ COORDINATION_OPTS = [
 
 
 def register_opts(conf):
-    conf.register_group(COORDINATION_GROUP)
-    conf.register_opts(COORDINATION_OPTS, group=COORDINATION_GROUP)
+    conf.register_group(fresh_group(COORDINATION_GROUP))
+    conf.register_opts(COORDINATION_OPTS, group=COORDINATION_GROUP.name)
 
 
 def list_opts():

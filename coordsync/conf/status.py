@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 
+from coordsync.conf.groups import fresh_group
+
 STATUS_GROUP = cfg.OptGroup(
     'status',
     title='Status command options',
@@ -21,8 +23,8 @@ STATUS_OPTS = [
 
 
 def register_opts(conf):
-    conf.register_group(STATUS_GROUP)
-    conf.register_opts(STATUS_OPTS, group=STATUS_GROUP)
+    conf.register_group(fresh_group(STATUS_GROUP))
+    conf.register_opts(STATUS_OPTS, group=STATUS_GROUP.name)
 
 
 def list_opts():

@@ -1,0 +1,66 @@
+"""Options every node of one cluster must share: placement and trust."""
+
+from oslo_config import cfg
+
+from coordsync.conf.groups import fresh_group
+
+CLUSTER_OPTS = [
+    cfg.StrOpt('ring_file',
+               default='/etc/coordsync/object.ring.json',
+               help='The object ring (JSON) built with coordsync-ring.'),
+    cfg.StrOpt('hash_path_prefix',
+               default='',
+               secret=True,
+               help='Secret salt hashed before every name to place it. Set '
+                    'it once, identically on every node, and never change '
+                    'it: objects would become unfindable.'),
+    cfg.StrOpt('hash_path_suffix',
+               default='',
+               secret=True,
+               help='Secret salt hashed after every name (see '
+                    'hash_path_prefix).'),
+    cfg.StrOpt('cluster_secret',
+               secret=True,
+               help='Shared secret that signs every request between nodes '
+                    '(HMAC-SHA256). Required by coordsync-server and '
+                    'coordsync-client.'),
+    cfg.IntOpt('reclaim_age',
+               default=7 * 24 * 3600, min=60,
+               help='Seconds after which tombstones are removed.'),
+]
+
+SERVER_GROUP = cfg.OptGroup('server', title='Node server options')
+SERVER_OPTS = [
+    cfg.IntOpt('max_clients', default=1024, min=1, max=65536,
+               help='Most concurrent requests one node server handles.'),
+    cfg.IntOpt('backlog', default=4096, min=1,
+               help='Listen backlog of the node server socket.'),
+    cfg.FloatOpt('client_timeout', default=60.0, min=1.0,
+                 help='Seconds to wait for a client to send more of a '
+                      'request body.'),
+    cfg.IntOpt('max_clock_skew', default=300, min=5, max=86400,
+               help='Seconds a signed request\'s date may differ from this '
+                    'node\'s clock before it is rejected (bounds replays).'),
+]
+
+CLIENT_GROUP = cfg.OptGroup('client',
+                            title='Options of requests to other nodes')
+CLIENT_OPTS = [
+    cfg.FloatOpt('conn_timeout', default=2.0, min=0.1,
+                 help='Seconds to wait for a connection to a node.'),
+    cfg.FloatOpt('node_timeout', default=30.0, min=0.5,
+                 help='Seconds to wait for a node to answer.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(CLUSTER_OPTS)
+    conf.register_group(fresh_group(SERVER_GROUP))
+    conf.register_opts(SERVER_OPTS, group=SERVER_GROUP.name)
+    conf.register_group(fresh_group(CLIENT_GROUP))
+    conf.register_opts(CLIENT_OPTS, group=CLIENT_GROUP.name)
+
+
+def list_opts():
+    return [('DEFAULT', CLUSTER_OPTS), (SERVER_GROUP, SERVER_OPTS),
+            (CLIENT_GROUP, CLIENT_OPTS)]
