@@ -32,3 +32,51 @@ class DiskFileCorrupt(DiskFileError):
 
 class DiskFileNotFound(DiskFileError):
     """No object (and no tombstone) exists at this location."""
+
+
+class DiskFileDeleted(DiskFileNotFound):
+    """The newest file of an object is a tombstone.
+
+    ``timestamp`` (a :class:`~coordsync.timestamp.Timestamp`) is when it
+    was deleted, for a 404 with ``X-Backend-Timestamp``; ``metadata`` is
+    the tombstone's (``name``, ``X-Timestamp``), for replicating it.
+    """
+
+    def __init__(self, message, timestamp=None, metadata=None):
+        super().__init__(message)
+        self.timestamp = timestamp
+        self.metadata = metadata
+
+
+class DiskFileConflict(DiskFileError):
+    """A write is not newer than what is stored; nothing was changed.
+
+    ``timestamp`` is the stored timestamp that won.
+    """
+
+    def __init__(self, message, timestamp=None):
+        super().__init__(message)
+        self.timestamp = timestamp
+
+
+class DiskFileMismatch(DiskFileError):
+    """The body written does not match its Content-Length or ETag.
+
+    ``header`` names which one, so a server can answer 499 or 422.
+    """
+
+    def __init__(self, message, header=None):
+        super().__init__(message)
+        self.header = header
+
+
+class DiskFileCollision(DiskFileError):
+    """The object stored under this name's hash has another name."""
+
+
+class DiskFileDeviceUnavailable(DiskFileError):
+    """The device is missing or not mounted (the server answers 507)."""
+
+
+class DiskFileNoSpace(DiskFileError):
+    """The device is full (the server answers 507)."""

@@ -1,0 +1,123 @@
+"""Filesystem steps that make object writes durable and exclusive."""
+
+import contextlib
+import fcntl
+import os
+import time
+
+from coordsync import exceptions
+
+LOCK_TIMEOUT = 10.0
+_FIRST_LOCK_POLL = 0.001
+_MAX_LOCK_POLL = 0.01
+
+
+def fsync_dir(path):
+    """Make the entries of directory ``path`` (renames, new files) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs_durable(path):
+    """Create ``path`` and its missing parents, each one made durable.
+
+    NOTE: ``os.makedirs`` alone leaves a new directory's entry in its
+    parent unsynced, so a power cut could lose an object renamed into it.
+    """
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for new in reversed(missing):
+        try:
+            os.mkdir(new)
+        except FileExistsError:
+            continue
+        fsync_dir(os.path.dirname(new))
+
+
+def write_file_atomic(path, data):
+    """Replace ``path`` with ``data``: readers see the old or the new file.
+
+    Callers hold the lock guarding ``path``, so one temporary name is safe
+    and a crash leaves at most that one stale file behind.
+    """
+    tmp_path = path + '.tmp'
+    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp_path, path)
+
+
+def _same_file(fd, path):
+    try:
+        linked = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (linked.st_dev, linked.st_ino)
+
+
+def _open_lock_file(path, make_parent):
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+    for _attempt in range(3):
+        try:
+            return os.open(path, flags, 0o644)
+        except FileNotFoundError:
+            if not make_parent:
+                raise
+            # NOTE: also after a concurrent delete removed the directory
+            # between our mkdir and open.
+            makedirs_durable(os.path.dirname(path))
+    return os.open(path, flags, 0o644)
+
+
+def _try_lock(path, make_parent):
+    """An fd holding ``path`` locked, or None when someone else holds it."""
+    fd = _open_lock_file(path, make_parent)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    # NOTE: if the directory was deleted or moved aside while we waited,
+    # we now hold a lock on a file nobody else will ever open: try again.
+    if not _same_file(fd, path):
+        os.close(fd)
+        return _try_lock(path, make_parent)
+    return fd
+
+
+@contextlib.contextmanager
+def locked(path, timeout=LOCK_TIMEOUT, make_parent=False):
+    """Hold an exclusive ``flock`` on the file ``path`` (created if absent).
+
+    Excludes other processes and, because every call opens its own file
+    description, other threads of this one. Raises
+    :class:`~coordsync.exceptions.DiskFileError` after ``timeout`` seconds
+    and FileNotFoundError when the directory of ``path`` does not exist,
+    unless ``make_parent`` says to create it.
+    """
+    deadline = time.monotonic() + timeout
+    poll = _FIRST_LOCK_POLL
+    fd = _try_lock(path, make_parent)
+    while fd is None:
+        if time.monotonic() >= deadline:
+            raise exceptions.DiskFileError(
+                'timed out after %.1fs waiting for lock %s' % (timeout, path))
+        time.sleep(poll)
+        poll = min(poll * 2, _MAX_LOCK_POLL)
+        fd = _try_lock(path, make_parent)
+    try:
+        yield
+    finally:
+        os.close(fd)
