@@ -1,8 +1,9 @@
 """coordsync-server: one node's process.
 
-It joins the coordination group, keeps heartbeating (reconnecting after
-outages), and stops cleanly on SIGTERM or SIGINT: held locks released,
-group left at once rather than after the session timeout.
+It serves the node API on ``bind_ip:bind_port``, joins the coordination
+group (heartbeating, reconnecting after outages), and stops cleanly on
+SIGTERM or SIGINT: held locks released, group left at once rather than
+after the session timeout.
 """
 
 import sys
@@ -10,14 +11,29 @@ import sys
 from coordsync import concurrency
 from coordsync import coordination
 from coordsync import daemon
+from coordsync import exceptions
+from coordsync import server
 from coordsync import service
 
 
 def main(argv=None):
     concurrency.monkey_patch()
     conf = service.prepare_service(argv, prog='coordsync-server')
-    coordinator = coordination.Coordinator(conf, roles=['server'])
-    return daemon.run_node(conf, coordinator)
+    try:
+        app = server.NodeServer(conf)
+    except exceptions.ConfigError as err:
+        print('coordsync-server: error: %s' % err, file=sys.stderr)
+        return service.EXIT_CONFIG_ERROR
+    coordinator = coordination.Coordinator(
+        conf, roles=['server'], devices=app.manager.devices())
+    try:
+        return daemon.run_node(conf, coordinator,
+                               [server.WSGIService(conf, app)])
+    except OSError as err:
+        print('coordsync-server: error: cannot listen on %s:%s: %s'
+              % (conf.bind_ip, conf.bind_port, err.strerror or err),
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == '__main__':

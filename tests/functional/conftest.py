@@ -30,8 +30,14 @@ class Cluster:
 
     def config(self, node_name, **extra):
         path = os.path.join(self.workdir, '%s.conf' % node_name)
+        node_dir = os.path.join(self.workdir, node_name)
+        os.makedirs(os.path.join(node_dir, 'devices'), exist_ok=True)
         default = {'node_name': node_name,
-                   'state_path': os.path.join(self.workdir, node_name),
+                   'state_path': node_dir,
+                   'devices': os.path.join(node_dir, 'devices'),
+                   'bind_ip': '127.0.0.1',
+                   'bind_port': zookeeper.free_port(),
+                   'cluster_secret': 'test-secret',
                    'use_stderr': 'true'}
         coordination = {
             'backend_url': self.backend_url,

@@ -1,0 +1,295 @@
+"""Talking to node servers: signed direct requests and quorum object I/O.
+
+:class:`NodeClient` sends one signed request to one node. :class:`ObjectClient`
+uses the ring to write an object to all its primaries (a handoff standing in
+for each primary that does not answer) and succeeds once a majority
+acknowledged; a read asks every primary and returns the newest version.
+"""
+
+import http.client
+import json
+import urllib.parse
+
+from oslo_log import log as logging
+
+from coordsync import concurrency
+from coordsync import exceptions
+from coordsync import signing
+from coordsync import timestamp
+
+LOG = logging.getLogger(__name__)
+
+CHUNK_SIZE = 65536
+
+
+class QuorumError(exceptions.CoordsyncError):
+    """Too few nodes acknowledged a request."""
+
+
+class NodeError(exceptions.CoordsyncError):
+    """A node could not be reached or did not answer in time."""
+
+
+def quorum_size(replicas):
+    return replicas // 2 + 1
+
+
+def object_path(device, partition, account, container, obj):
+    """The quoted request path of an object on a device."""
+    return '/%s/%d/%s' % (
+        urllib.parse.quote(device, safe=''), partition,
+        urllib.parse.quote('%s/%s/%s' % (account, container, obj),
+                           safe='/'))
+
+
+def node_label(node):
+    return '%s:%s/%s' % (node['ip'], node['port'], node['device'])
+
+
+class Response:
+    """Status, headers (lower-cased keys) and the unread body of a reply."""
+
+    def __init__(self, conn, resp):
+        self._conn = conn
+        self._resp = resp
+        self.status = resp.status
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+
+    def read(self):
+        try:
+            return self._resp.read()
+        finally:
+            self.close()
+
+    def iter_body(self, chunk_size=CHUNK_SIZE):
+        try:
+            while True:
+                chunk = self._resp.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            self.close()
+
+    def json(self):
+        return json.loads(self.read().decode('utf-8'))
+
+    def close(self):
+        self._conn.close()
+
+
+class NodeClient:
+    """Signed requests to node servers, with connect and answer timeouts."""
+
+    def __init__(self, conf):
+        if not conf.cluster_secret:
+            raise exceptions.ConfigError(
+                '[DEFAULT] cluster_secret is required to talk to nodes')
+        self._secret = conf.cluster_secret
+        self.conn_timeout = conf.client.conn_timeout
+        self.node_timeout = conf.client.node_timeout
+
+    def request(self, node, method, path, headers=None, body=None,
+                query=''):
+        """Send a request; return a :class:`Response` (caller reads it).
+
+        ``body`` is bytes or an iterable of bytes (sent chunked unless a
+        Content-Length header is given). Raises NodeError when the node
+        cannot be reached or is too slow.
+        """
+        headers = dict(headers or {})
+        headers.update(signing.sign(self._secret, method, path, query,
+                                    headers.get('X-Timestamp', '')))
+        url = path + ('?' + query if query else '')
+        conn = http.client.HTTPConnection(node['ip'], node['port'],
+                                          timeout=self.conn_timeout)
+        try:
+            conn.connect()
+            conn.sock.settimeout(self.node_timeout)
+            chunked = (body is not None and not isinstance(body, bytes)
+                       and 'Content-Length' not in headers)
+            conn.request(method, url, body=body, headers=headers,
+                         encode_chunked=chunked)
+            return Response(conn, conn.getresponse())
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise NodeError('%s %s on %s: %s' % (
+                method, path, node_label(node), err or type(err).__name__)
+            ) from err
+
+    def call(self, node, method, path, **kwargs):
+        """Like :meth:`request` but read the whole body: (status, hdrs, b)."""
+        resp = self.request(node, method, path, **kwargs)
+        return resp.status, resp.headers, resp.read()
+
+    def replicate(self, node, partition, suffixes=()):
+        """Suffix hashes of ``partition`` on ``node`` (recomputing some)."""
+        path = '/%s/%d' % (urllib.parse.quote(node['device'], safe=''),
+                           partition)
+        if suffixes:
+            path += '/' + '-'.join(suffixes)
+        resp = self.request(node, 'REPLICATE', path)
+        if resp.status != 200:
+            resp.close()
+            raise NodeError('REPLICATE %s on %s: %s'
+                            % (path, node_label(node), resp.status))
+        return resp.json()
+
+    def list_suffix(self, node, partition, suffix):
+        """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix on a node."""
+        path = '/%s/%d/%s' % (urllib.parse.quote(node['device'], safe=''),
+                              partition, suffix)
+        resp = self.request(node, 'GET', path)
+        if resp.status != 200:
+            resp.close()
+            raise NodeError('listing %s on %s: %s'
+                            % (path, node_label(node), resp.status))
+        return resp.json()
+
+
+def _map(func, items):
+    """Apply ``func`` to every item concurrently; results in order."""
+    pool = concurrency.GreenPool(max(1, len(items)))
+    return list(pool.imap(func, items))
+
+
+class ObjectClient:
+    """Quorum reads and writes of objects, placed by the ring."""
+
+    def __init__(self, conf, ring, node_client=None):
+        self.ring = ring
+        self.nodes = node_client or NodeClient(conf)
+
+    def _targets(self, account, container, obj):
+        part, primaries = self.ring.get_nodes(account, container, obj)
+        return part, primaries, self.ring.get_more_nodes(part)
+
+    def _send_with_handoffs(self, part, primaries, handoffs, send):
+        """Run ``send(node)`` on every primary, a handoff for each failure.
+
+        ``send`` returns (ok, detail), ok None meaning "try elsewhere".
+        Returns (acks, details) where acks counts distinct *nodes* that
+        acknowledged: copies on two disks of one machine do not survive
+        that machine, so they make no majority.
+        """
+        def attempt(node):
+            while True:
+                try:
+                    ok, detail = send(node)
+                except NodeError as err:
+                    ok, detail = None, str(err)
+                if ok is not None:
+                    return ok, node['node'], '%s: %s' % (node_label(node),
+                                                          detail)
+                LOG.info('%s; trying a handoff', detail)
+                node = next(handoffs, None)
+                if node is None:
+                    return False, None, detail
+        results = _map(attempt, primaries)
+        acked = {name for ok, name, _ in results if ok}
+        return len(acked), [detail for _, _, detail in results]
+
+    def put(self, account, container, obj, body, content_type=None,
+            metadata=None, when=None):
+        """Store ``body`` (bytes) on a quorum; return its timestamp."""
+        when = when or timestamp.Timestamp.now()
+        part, primaries, handoffs = self._targets(account, container, obj)
+        headers = {'X-Timestamp': when.normal,
+                   'Content-Length': str(len(body)),
+                   'Content-Type': content_type
+                   or 'application/octet-stream'}
+        headers.update(metadata or {})
+
+        def send(node):
+            path = object_path(node['device'], part, account, container,
+                               obj)
+            status, _, reply = self.nodes.call(node, 'PUT', path,
+                                               headers=headers, body=body)
+            if status >= 500:
+                return None, '%d %s' % (status, reply.strip()[:200])
+            return status == 201, str(status)
+        return self._finish('PUT', account, container, obj, when,
+                            *self._send_with_handoffs(part, primaries,
+                                                      handoffs, send))
+
+    def delete(self, account, container, obj, when=None):
+        """Write a tombstone on a quorum; return its timestamp."""
+        when = when or timestamp.Timestamp.now()
+        part, primaries, handoffs = self._targets(account, container, obj)
+
+        def send(node):
+            path = object_path(node['device'], part, account, container,
+                               obj)
+            status, _, reply = self.nodes.call(
+                node, 'DELETE', path, headers={'X-Timestamp': when.normal})
+            if status >= 500:
+                return None, '%d %s' % (status, reply.strip()[:200])
+            return status in (204, 404), str(status)
+        return self._finish('DELETE', account, container, obj, when,
+                            *self._send_with_handoffs(part, primaries,
+                                                      handoffs, send))
+
+    def _finish(self, method, account, container, obj, when, acks,
+                details):
+        needed = quorum_size(self.ring.replicas)
+        if acks < needed:
+            raise QuorumError('%s /%s/%s/%s: %d of %d replicas '
+                              'acknowledged, %d needed (%s)' % (
+                                  method, account, container, obj, acks,
+                                  self.ring.replicas, needed,
+                                  '; '.join(details)))
+        return when
+
+    def _versions(self, account, container, obj):
+        """HEAD every primary (handoffs for failures): [(ts, node, hdrs)].
+
+        A tombstone's timestamp is included with ``hdrs`` None.
+        """
+        part, primaries, handoffs = self._targets(account, container, obj)
+        found = []
+
+        def send(node):
+            path = object_path(node['device'], part, account, container,
+                               obj)
+            status, headers, _ = self.nodes.call(node, 'HEAD', path)
+            if status >= 500:
+                return None, str(status)
+            if status == 200:
+                found.append((timestamp.Timestamp(headers['x-timestamp']),
+                              node, headers))
+            elif 'x-backend-timestamp' in headers:
+                found.append((timestamp.Timestamp(
+                    headers['x-backend-timestamp']), node, None))
+            return status in (200, 404), str(status)
+        answered, details = self._send_with_handoffs(part, primaries,
+                                                     handoffs, send)
+        if not answered:
+            raise QuorumError('no replica of /%s/%s/%s answered (%s)' % (
+                account, container, obj, '; '.join(details)))
+        return part, sorted(found, key=lambda f: f[0], reverse=True)
+
+    def head(self, account, container, obj):
+        """Headers of the newest version; None when absent or deleted."""
+        _, versions = self._versions(account, container, obj)
+        if not versions or versions[0][2] is None:
+            return None
+        return versions[0][2]
+
+    def get(self, account, container, obj):
+        """(headers, chunk iterator) of the newest version, or None."""
+        part, versions = self._versions(account, container, obj)
+        newest = versions[0][0] if versions else None
+        for when, node, headers in versions:
+            if headers is None or when != newest:
+                break
+            path = object_path(node['device'], part, account, container,
+                               obj)
+            try:
+                resp = self.nodes.request(node, 'GET', path)
+            except NodeError as err:
+                LOG.warning('%s; trying another replica', err)
+                continue
+            if resp.status == 200:
+                return resp.headers, resp.iter_body()
+            resp.close()
+        return None

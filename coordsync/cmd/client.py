@@ -1,0 +1,104 @@
+"""coordsync-client: put, get, head and delete objects on the cluster.
+
+    coordsync-client --config-file F put ACCOUNT CONTAINER OBJECT FILE
+    coordsync-client --config-file F get ACCOUNT CONTAINER OBJECT [-o OUT]
+
+Writes go to every primary (handoffs stand in for dead ones) and succeed on
+a majority; reads return the newest version. Exit status: 0 done, 1 not
+found or no quorum, 2 bad usage or config.
+"""
+
+import json
+import sys
+
+from oslo_config import cfg
+
+from coordsync import client
+from coordsync import concurrency
+from coordsync import exceptions
+from coordsync import ring as ring_mod
+from coordsync import service
+
+
+def _add_parsers(subparsers):
+    for name, helptext in (('put', 'store FILE (- for stdin)'),
+                           ('get', 'print or save the newest version'),
+                           ('head', 'show the newest version\'s headers'),
+                           ('delete', 'delete the object')):
+        parser = subparsers.add_parser(name, help=helptext)
+        for arg in ('account', 'container', 'object'):
+            parser.add_argument(arg)
+        if name == 'put':
+            parser.add_argument('file')
+            parser.add_argument('--content-type')
+        if name == 'get':
+            parser.add_argument('-o', '--output',
+                                help='write the body here, not stdout')
+
+
+COMMAND_OPT = cfg.SubCommandOpt('command', handler=_add_parsers,
+                                title='Commands')
+
+
+def _read_input(path):
+    if path == '-':
+        return sys.stdin.buffer.read()
+    with open(path, 'rb') as fh:
+        return fh.read()
+
+
+def run(conf, objects):
+    cmd = conf.command
+    names = (cmd.account, cmd.container, cmd.object)
+    if cmd.name == 'put':
+        when = objects.put(*names, _read_input(cmd.file),
+                           content_type=cmd.content_type)
+        print('stored /%s/%s/%s at %s' % (*names, when.normal))
+    elif cmd.name == 'delete':
+        when = objects.delete(*names)
+        print('deleted /%s/%s/%s at %s' % (*names, when.normal))
+    elif cmd.name == 'head':
+        headers = objects.head(*names)
+        if headers is None:
+            print('not found: /%s/%s/%s' % names, file=sys.stderr)
+            return 1
+        print(json.dumps(headers, indent=2, sort_keys=True))
+    else:
+        found = objects.get(*names)
+        if found is None:
+            print('not found: /%s/%s/%s' % names, file=sys.stderr)
+            return 1
+        _headers, body = found
+        out = open(cmd.output, 'wb') if cmd.output else sys.stdout.buffer
+        try:
+            for chunk in body:
+                out.write(chunk)
+        finally:
+            if cmd.output:
+                out.close()
+    return 0
+
+
+def main(argv=None):
+    concurrency.monkey_patch()
+    conf = service.prepare_service(argv, prog='coordsync-client',
+                                   cli_opts=[COMMAND_OPT])
+    try:
+        ring = ring_mod.Ring(conf.ring_file, conf.hash_path_prefix,
+                             conf.hash_path_suffix)
+        objects = client.ObjectClient(conf, ring)
+    except exceptions.CoordsyncError as err:
+        print('coordsync-client: error: %s' % err, file=sys.stderr)
+        return 2
+    try:
+        return run(conf, objects)
+    except OSError as err:
+        print('coordsync-client: error: %s' % err, file=sys.stderr)
+        return 2
+    except exceptions.CoordsyncError as err:
+        print('coordsync-client: error: %s' % err, file=sys.stderr)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""coordsync-local-cluster: a whole cluster on this machine, for trying.
+
+    coordsync-local-cluster up [--nodes 3] [--devices 2] [--workdir DIR]
+    coordsync-local-cluster status | down | stop NODE | start NODE
+
+``up`` creates the working directory once (a config per node, devices as
+plain directories, a ring, a cluster secret and hash salts), then starts
+one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i - 1>,
+sharing the embedded coordination backend (or ``--backend URL``), waits
+until every node serves and has joined, and prints coordsync-status.
+Running ``up`` again reuses the directory and its secrets, so data stays
+findable.
+"""
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from coordsync import exceptions
+from coordsync.ring import builder as ring_builder
+
+DEFAULT_WORKDIR = 'local-cluster'
+META = 'cluster.json'
+
+
+def _node_names(meta):
+    return ['n%d' % i for i in range(1, meta['nodes'] + 1)]
+
+
+def _node_address(meta, name):
+    index = int(name[1:])
+    return '127.0.0.%d' % index, meta['base_port'] + index - 1
+
+
+def node_config_path(workdir, name):
+    return os.path.join(workdir, name, 'coordsync.conf')
+
+
+def _write_config(workdir, meta, name):
+    ip, port = _node_address(meta, name)
+    node_dir = os.path.join(workdir, name)
+    lines = [
+        '[DEFAULT]',
+        'node_name = %s' % name,
+        'devices = %s' % os.path.join(node_dir, 'devices'),
+        'state_path = %s' % os.path.join(node_dir, 'state'),
+        'bind_ip = %s' % ip,
+        'bind_port = %d' % port,
+        'ring_file = %s' % os.path.join(workdir, 'object.ring.json'),
+        'hash_path_prefix = %s' % meta['hash_path_prefix'],
+        'hash_path_suffix = %s' % meta['hash_path_suffix'],
+        'cluster_secret = %s' % meta['cluster_secret'],
+        '',
+        '[coordination]',
+        'backend_url = %s' % meta['backend_url'],
+        'heartbeat = 1.0',
+        'session_timeout = %d' % meta['session_timeout'],
+        'progress_interval = 5',
+        '',
+    ]
+    path = node_config_path(workdir, name)
+    with open(path, 'w') as fh:
+        fh.write('\n'.join(lines))
+    os.chmod(path, 0o600)
+
+
+def _build_ring(workdir, meta):
+    ring = ring_builder.RingBuilder(meta['part_power'], meta['replicas'])
+    for zone, name in enumerate(_node_names(meta), start=1):
+        ip, port = _node_address(meta, name)
+        for d in range(1, meta['devices'] + 1):
+            ring.add_device(name, ip, port, 'd%d' % d, 1.0, zone=zone)
+    result = ring.rebalance()
+    ring.save(os.path.join(workdir, 'object.ring.json'))
+    return result
+
+
+def create(workdir, args):
+    """Lay out a new cluster directory; return its metadata."""
+    if args.replicas > args.nodes:
+        raise exceptions.ConfigError('replicas (%d) > nodes (%d)'
+                                     % (args.replicas, args.nodes))
+    os.makedirs(workdir, exist_ok=True)
+    meta = {
+        'nodes': args.nodes, 'devices': args.devices,
+        'replicas': args.replicas, 'part_power': args.part_power,
+        'base_port': args.base_port,
+        'session_timeout': args.session_timeout,
+        'backend_url': args.backend or 'file://%s' % os.path.join(
+            workdir, 'coordination'),
+        'cluster_secret': secrets.token_hex(16),
+        'hash_path_prefix': secrets.token_hex(8),
+        'hash_path_suffix': secrets.token_hex(8),
+    }
+    for name in _node_names(meta):
+        for d in range(1, meta['devices'] + 1):
+            os.makedirs(os.path.join(workdir, name, 'devices', 'd%d' % d),
+                        exist_ok=True)
+        os.makedirs(os.path.join(workdir, name, 'state'), exist_ok=True)
+        _write_config(workdir, meta, name)
+    result = _build_ring(workdir, meta)
+    meta_path = os.path.join(workdir, META)
+    with open(meta_path, 'w') as fh:
+        json.dump(meta, fh, indent=2, sort_keys=True)
+    os.chmod(meta_path, 0o600)
+    print('created %s: %d nodes x %d devices, %d partitions, %d replicas '
+          '(balance %.2f%%)' % (workdir, meta['nodes'], meta['devices'],
+                                2 ** meta['part_power'], meta['replicas'],
+                                result.balance))
+    return meta
+
+
+def load(workdir):
+    try:
+        with open(os.path.join(workdir, META)) as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise exceptions.ConfigError(
+            'no local cluster in %s (run "up" first)' % workdir) from None
+    except ValueError as err:
+        raise exceptions.ConfigError('corrupt %s: %s' % (
+            os.path.join(workdir, META), err)) from None
+
+
+def _pid_path(workdir, name):
+    return os.path.join(workdir, name, 'server.pid')
+
+
+def running_pid(workdir, name):
+    """The pid of the node's server if it is alive, else None."""
+    try:
+        with open(_pid_path(workdir, name)) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def start_node(workdir, meta, name):
+    if name not in _node_names(meta):
+        raise exceptions.ConfigError('no node %s in this cluster' % name)
+    if running_pid(workdir, name):
+        return False
+    log = open(os.path.join(workdir, name, 'server.log'), 'ab')
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'coordsync.cmd.server', '--config-file',
+         node_config_path(workdir, name)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    log.close()
+    with open(_pid_path(workdir, name), 'w') as fh:
+        fh.write('%d\n' % proc.pid)
+    return True
+
+
+def _serving(meta, name):
+    ip, port = _node_address(meta, name)
+    try:
+        with urllib.request.urlopen('http://%s:%d/healthcheck' % (ip, port),
+                                    timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def wait_serving(workdir, meta, names, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    waiting = list(names)
+    while waiting and time.monotonic() < deadline:
+        for name in list(waiting):
+            if running_pid(workdir, name) is None:
+                raise exceptions.CoordsyncError(
+                    'node %s exited; see %s' % (name, os.path.join(
+                        workdir, name, 'server.log')))
+            if _serving(meta, name):
+                waiting.remove(name)
+        time.sleep(0.2)
+    if waiting:
+        raise exceptions.CoordsyncError('nodes not serving after %ds: %s'
+                                        % (timeout, ', '.join(waiting)))
+
+
+def stop_node(workdir, name, sig=signal.SIGTERM, timeout=15.0):
+    pid = running_pid(workdir, name)
+    if pid is None:
+        return False
+    os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while running_pid(workdir, name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if running_pid(workdir, name):
+        os.kill(pid, signal.SIGKILL)
+    os.unlink(_pid_path(workdir, name))
+    return True
+
+
+def show_status(workdir, meta, wait=20.0):
+    """Print coordsync-status (waiting for every live node to join)."""
+    alive = [n for n in _node_names(meta) if running_pid(workdir, n)]
+    argv = [sys.executable, '-m', 'coordsync.cmd.status', '--config-file',
+            node_config_path(workdir, _node_names(meta)[0]),
+            '--expect', str(len(_node_names(meta)))]
+    deadline = time.monotonic() + wait
+    while True:
+        result = subprocess.run(argv + ['--format', 'json'],
+                                capture_output=True, text=True)
+        try:
+            seen = len(json.loads(result.stdout)['members'])
+        except ValueError:
+            seen = -1
+        if seen >= len(alive) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return subprocess.run(argv).returncode
+
+
+def cmd_up(workdir, args):
+    if os.path.exists(os.path.join(workdir, META)):
+        meta = load(workdir)
+    else:
+        meta = create(workdir, args)
+    started = [n for n in _node_names(meta) if start_node(workdir, meta, n)]
+    wait_serving(workdir, meta, _node_names(meta))
+    print('started %s' % (', '.join(started) or 'nothing (all running)'))
+    show_status(workdir, meta)
+    return 0
+
+
+def cmd_down(workdir, args):
+    meta = load(workdir)
+    stopped = [n for n in _node_names(meta) if stop_node(workdir, n)]
+    print('stopped %s' % (', '.join(stopped) or 'nothing (none running)'))
+    return 0
+
+
+def cmd_status(workdir, args):
+    meta = load(workdir)
+    for name in _node_names(meta):
+        ip, port = _node_address(meta, name)
+        pid = running_pid(workdir, name)
+        print('%s  %s:%d  %s' % (name, ip, port,
+                                 'pid %d' % pid if pid else 'stopped'))
+    print()
+    return show_status(workdir, meta, wait=0)
+
+
+def cmd_start(workdir, args):
+    meta = load(workdir)
+    start_node(workdir, meta, args.node)
+    wait_serving(workdir, meta, [args.node])
+    print('started %s' % args.node)
+    return 0
+
+
+def cmd_stop(workdir, args):
+    load(workdir)
+    sig = signal.SIGKILL if args.kill else signal.SIGTERM
+    print('%s %s' % ('stopped' if stop_node(workdir, args.node, sig)
+                     else 'not running:', args.node))
+    return 0
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog='coordsync-local-cluster',
+        description='Run a coordsync cluster on this machine.')
+    parser.add_argument('--workdir', default=DEFAULT_WORKDIR,
+                        help='cluster directory (default: %(default)s)')
+    sub = parser.add_subparsers(dest='command', required=True)
+    up = sub.add_parser('up', help='create (once) and start every node')
+    up.add_argument('--nodes', type=int, default=3, choices=range(1, 51),
+                    metavar='N')
+    up.add_argument('--devices', type=int, default=2, choices=range(1, 17),
+                    metavar='N', help='devices per node')
+    up.add_argument('--replicas', type=int, default=3, choices=range(1, 6),
+                    metavar='N')
+    up.add_argument('--part-power', type=int, default=8,
+                    choices=range(1, 19), metavar='P')
+    up.add_argument('--base-port', type=int, default=6200)
+    up.add_argument('--session-timeout', type=int, default=10)
+    up.add_argument('--backend', help='coordination backend URL '
+                    '(default: embedded, in the cluster directory)')
+    sub.add_parser('down', help='stop every node')
+    sub.add_parser('status', help='show nodes and coordsync-status')
+    start = sub.add_parser('start', help='start one node')
+    start.add_argument('node')
+    stop = sub.add_parser('stop', help='stop one node')
+    stop.add_argument('node')
+    stop.add_argument('--kill', action='store_true',
+                      help='SIGKILL instead of SIGTERM')
+    return parser.parse_args(argv)
+
+
+COMMANDS = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status,
+            'start': cmd_start, 'stop': cmd_stop}
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    workdir = os.path.abspath(args.workdir)
+    try:
+        return COMMANDS[args.command](workdir, args)
+    except exceptions.CoordsyncError as err:
+        print('coordsync-local-cluster: error: %s' % err, file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
