@@ -46,6 +46,7 @@ def test_missing_config_file_exits_2(tmp_path, capsys):
 def test_backend_url_is_secret_and_every_area_listed():
     listed = dict((str(group), options) for group, options in
                   opts.list_opts())
-    assert set(listed) == {'DEFAULT', 'coordination', 'status'}
+    assert set(listed) == {'DEFAULT', 'coordination', 'status', 'server',
+                           'client'}
     backend = [o for o in listed['coordination'] if o.name == 'backend_url']
     assert backend[0].secret
