@@ -147,7 +147,7 @@ class NodeClient:
         return resp.json()
 
 
-def _map(func, items):
+def concurrent_map(func, items):
     """Apply ``func`` to every item concurrently; results in order."""
     pool = concurrency.GreenPool(max(1, len(items)))
     return list(pool.imap(func, items))
@@ -185,7 +185,7 @@ class ObjectClient:
                 node = next(handoffs, None)
                 if node is None:
                     return False, None, detail
-        results = _map(attempt, primaries)
+        results = concurrent_map(attempt, primaries)
         acked = {name for ok, name, _ in results if ok}
         return len(acked), [detail for _, _, detail in results]
 

@@ -7,6 +7,7 @@ Routes (all but the health check must be signed, see
     PUT|GET|HEAD|DELETE /<device>/<partition>/<account>/<container>/<obj>
     REPLICATE /<device>/<partition>[/<suffix>-<suffix>...]
     GET       /<device>/<partition>/<suffix>     (object listing of a suffix)
+    GET       /<device>/<partition>/<suffix>/<hash>  (newest file, by hash)
 
 Every path component is validated before anything touches a disk; a bad
 request gets a 4xx with a one-line reason and changes nothing. Writes
@@ -130,7 +131,11 @@ class Request:
         self.parts = self.path[1:].split('/')
 
     def header(self, name):
-        return self.env.get('HTTP_' + name.upper().replace('-', '_'))
+        key = name.upper().replace('-', '_')
+        # NOTE: WSGI keeps these two out of the HTTP_ namespace (PEP 3333).
+        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            return self.env.get(key)
+        return self.env.get('HTTP_' + key)
 
     def raw_path(self):
         return self.env.get('RAW_PATH_INFO') or urllib.parse.quote(
@@ -205,6 +210,8 @@ class NodeServer:
             return self.replicate(req)
         if len(req.parts) == 3 and req.method == 'GET':
             return self.list_suffix(req)
+        if len(req.parts) == 4 and req.method in ('GET', 'HEAD'):
+            return self.get_by_hash(req)
         if len(req.parts) < 5:
             raise HTTPError(400, 'expected /<device>/<partition>/<account>/'
                                  '<container>/<object>')
@@ -357,6 +364,37 @@ class NodeServer:
         hashes = self._call(self.manager.get_hashes, device, partition,
                             recalculate)
         return _json_response(200, hashes)
+
+    def get_by_hash(self, req):
+        """The newest version of an object found by hash (replication).
+
+        The name travels in ``X-Object-Name`` (quoted), also on the 404 of
+        a tombstone, so the puller can store either by name.
+        """
+        device = _check_device(req.parts[0])
+        partition = _check_partition(req.parts[1])
+        suffix = _check_suffixes(req.parts[2])[0]
+        obj_hash = req.parts[3]
+        if not layout.is_hash(obj_hash) or not obj_hash.endswith(suffix):
+            raise HTTPError(400, 'bad object hash %r' % obj_hash)
+        df = self._call(self.manager.diskfile_by_hash, device, partition,
+                        obj_hash)
+        try:
+            reader = concurrency.run_in_thread(df.reader)
+        except exceptions.DiskFileDeleted as err:
+            name = (err.metadata or {}).get('name', '')
+            raise HTTPError(404, 'deleted', {
+                'X-Backend-Timestamp': err.timestamp.normal,
+                'X-Object-Name': urllib.parse.quote(name)}) from None
+        except exceptions.DiskFileError:
+            reader = self._call(df.reader)
+        headers = _metadata_headers(reader.metadata)
+        headers['X-Object-Name'] = urllib.parse.quote(
+            reader.metadata['name'])
+        if req.method == 'HEAD':
+            reader.close()
+            return 200, headers, []
+        return 200, headers, reader
 
     def list_suffix(self, req):
         device = _check_device(req.parts[0])

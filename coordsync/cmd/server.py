@@ -12,8 +12,10 @@ from coordsync import concurrency
 from coordsync import coordination
 from coordsync import daemon
 from coordsync import exceptions
+from coordsync import replicator
 from coordsync import server
 from coordsync import service
+from coordsync.cmd import replicator as replicator_cmd
 
 
 def main(argv=None):
@@ -24,11 +26,20 @@ def main(argv=None):
     except exceptions.ConfigError as err:
         print('coordsync-server: error: %s' % err, file=sys.stderr)
         return service.EXIT_CONFIG_ERROR
-    coordinator = coordination.Coordinator(
-        conf, roles=['server'], devices=app.manager.devices())
+    services = [server.WSGIService(conf, app)]
+    if conf.replicator.run_in_server:
+        try:
+            coordinator, worker = replicator_cmd.make_replicator(
+                conf, ['server', 'replicator'])
+        except exceptions.CoordsyncError as err:
+            print('coordsync-server: error: %s' % err, file=sys.stderr)
+            return service.EXIT_CONFIG_ERROR
+        services.append(replicator.ReplicatorService(worker))
+    else:
+        coordinator = coordination.Coordinator(
+            conf, roles=['server'], devices=app.manager.devices())
     try:
-        return daemon.run_node(conf, coordinator,
-                               [server.WSGIService(conf, app)])
+        return daemon.run_node(conf, coordinator, services)
     except OSError as err:
         print('coordsync-server: error: cannot listen on %s:%s: %s'
               % (conf.bind_ip, conf.bind_port, err.strerror or err),

@@ -9,9 +9,10 @@ ConfigOpts that ``main()`` creates and passes down.
 from coordsync.conf import cluster
 from coordsync.conf import coordination
 from coordsync.conf import node
+from coordsync.conf import replicator
 from coordsync.conf import status
 
-AREAS = (node, cluster, coordination, status)
+AREAS = (node, cluster, coordination, replicator, status)
 
 
 def register_opts(conf):

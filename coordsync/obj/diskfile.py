@@ -309,8 +309,12 @@ class DiskFileManager:
             return []
         return sorted(int(n) for n in names if _is_partition_dir(datadir, n))
 
-    def delete_partition(self, device, partition):
+    def delete_partition(self, device, partition, expect_hashes=None):
         """Remove a partition and everything in it; False if it was absent.
+
+        With ``expect_hashes`` (from :meth:`get_hashes`) the partition is
+        kept, and False returned, if any write reached it since: a handoff
+        must not delete an object that arrived after it was pushed.
 
         NOTE: the directory is first renamed aside under the partition
         lock, so a write racing with the delete either finished before it
@@ -323,6 +327,9 @@ class DiskFileManager:
         os.makedirs(os.path.dirname(doomed), exist_ok=True)
         try:
             with hashes.lock_partition(part_dir):
+                if expect_hashes is not None and not hashes.cache_matches(
+                        part_dir, expect_hashes):
+                    return False
                 os.rename(part_dir, doomed)
         except FileNotFoundError:
             return False

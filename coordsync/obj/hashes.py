@@ -209,6 +209,18 @@ def _finish(part_dir, token, cache, fresh):
         return True
 
 
+def cache_matches(part_dir, expected):
+    """True if no write was recorded since ``expected`` was computed.
+
+    Call under :func:`lock_partition`: then no write can slip in between
+    this check and what the caller does next (delete the partition).
+    """
+    if os.path.exists(os.path.join(part_dir, INVALID_FILE)):
+        return False
+    _token, cache = _load(part_dir)
+    return cache['hashes'] == dict(expected)
+
+
 def get_hashes(part_dir, recalculate=(),
                reclaim_age=layout.DEFAULT_RECLAIM_AGE, now=None):
     """``{suffix: md5 hex}`` of a partition; ``{}`` if it does not exist.
