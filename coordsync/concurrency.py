@@ -72,7 +72,9 @@ def run_in_thread(func, *args, **kwargs):
 
 
 def listen(address, backlog=128):
-    return eventlet.listen(address, backlog=backlog)
+    # NOTE: eventlet sets SO_REUSEPORT by default, so a second server on a
+    # busy address would start and silently take half its connections.
+    return eventlet.listen(address, backlog=backlog, reuse_port=False)
 
 
 def serve_wsgi(sock, app, logger, max_size=1024):
