@@ -318,10 +318,11 @@ class NodeServer:
             stored = self._call(writer.commit)
         return 201, {'ETag': stored['ETag']}, []
 
-    def _reject_stale(self, df, when):
+    def _reject_stale(self, df, when, tombstone=False):
         """409 before writing anything that could never be stored.
 
-        Returns whether an object (not a tombstone) is stored now.
+        Returns whether an object (not a tombstone) is stored now. A
+        tombstone wins a tie with data, as on disk.
         """
         try:
             stored = timestamp.Timestamp(
@@ -333,7 +334,8 @@ class NodeServer:
             stored = err.headers.get('X-Backend-Timestamp')
             stored = stored and timestamp.Timestamp(stored)
             exists = False
-        if stored and stored >= when:
+        tie_wins = tombstone and exists
+        if stored and (stored > when or (stored == when and not tie_wins)):
             raise HTTPError(409, 'a newer or equal version is stored',
                             {'X-Backend-Timestamp': stored.normal})
         return exists
@@ -349,7 +351,7 @@ class NodeServer:
     def delete(self, req, df):
         when = _x_timestamp(req.env)
         # NOTE: checked first so a stale DELETE writes no temporary file.
-        existed = self._reject_stale(df, when)
+        existed = self._reject_stale(df, when, tombstone=True)
         self._call(df.delete, when)
         return (204 if existed else 404), {}, []
 

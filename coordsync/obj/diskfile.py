@@ -151,11 +151,14 @@ class DiskFile:
         """Rename a finished temporary file into place as ``new``.
 
         Raises DiskFileConflict, leaving everything as it was, unless
-        ``new`` is newer than every stored version.
+        ``new`` is newer than every stored version (or a tombstone at the
+        timestamp of stored data).
         """
         with hashes.lock_partition(self._part_dir, create=True):
             stored = layout.object_files(self.hash_dir)
-            if stored and stored[0].timestamp >= new.timestamp:
+            # NOTE: compared like the files themselves: a tombstone wins
+            # a tie with data, so replicas holding either converge.
+            if stored and stored[0].sort_key() >= new.sort_key():
                 raise exceptions.DiskFileConflict(
                     '%r already has a version at %s, not older than %s'
                     % (self, stored[0].timestamp.normal,
