@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The Quick start's run command: install coordsync into .venv, bring up a
 # local 3-node cluster on the embedded coordination backend, store and
-# read back objects (also with a node down), show coordsync-status, and
-# stop the cluster again. `tools/demo.sh --keep` leaves it running.
+# read back objects, damage replicas (a node loses its objects, another
+# is down during writes), let the coordinated replicators running in
+# every node bring every replica level again, show coordsync-status,
+# and stop the cluster. `tools/demo.sh --keep` leaves it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEP=0
@@ -53,13 +55,42 @@ echo "all 20 objects read back identical"
 echo "replicas of o20 on disk:"
 find "$WORKDIR" -path "*objects*" -name '*.data' -size +1000k | sed "s#$WORKDIR/##"
 
-step "killing node n2 and writing while it is down (handoffs stand in)"
-coordsync-local-cluster --workdir "$WORKDIR" stop n2 --kill
-echo "written while n2 was down" > "$scratch/late"
-client put AUTH_demo photos late "$scratch/late" 2>/dev/null
-client get AUTH_demo photos late 2>/dev/null
-coordsync-local-cluster --workdir "$WORKDIR" status || true
+step "damage: node n3 loses every object on its disks"
+rm -rf "$WORKDIR"/n3/devices/*/objects/*
+coordsync-local-cluster --workdir "$WORKDIR" census || true
 
-step "restarting n2"
+step "node n2 down while 10 more objects are written (handoffs stand in)"
+coordsync-local-cluster --workdir "$WORKDIR" stop n2 --kill
+for i in $(seq 21 30); do
+    echo "object $i written while n2 was down" > "$scratch/o$i"
+    client put AUTH_demo photos "o$i" "$scratch/o$i" 2>/dev/null
+done
 coordsync-local-cluster --workdir "$WORKDIR" start n2
+coordsync-local-cluster --workdir "$WORKDIR" census || true
+
+step "coordinated replication (a pass every 5 s inside every node)"
+started=$(date +%s)
+until coordsync-local-cluster --workdir "$WORKDIR" census >/dev/null; do
+    if [ $(( $(date +%s) - started )) -gt 180 ]; then
+        echo "replicas still not level after 180 s" >&2
+        coordsync-local-cluster --workdir "$WORKDIR" census || true
+        exit 1
+    fi
+    sleep 1
+done
+echo "level again after $(( $(date +%s) - started )) s:"
+coordsync-local-cluster --workdir "$WORKDIR" census
+for i in $(seq 1 30); do
+    client get AUTH_demo photos "o$i" -o "$scratch/back$i"
+    cmp -s "$scratch/o$i" "$scratch/back$i" || { echo "o$i differs"; exit 1; }
+done
+echo "all 30 objects read back identical"
+echo "what each node's replicator did (last stats line):"
+for n in n1 n2 n3; do
+    line=$(grep -o '[0-9]*/[0-9]* (.*partitions replicated.*' \
+        "$WORKDIR/$n/server.log" | tail -n 1)
+    echo "  $n: ${line:0:160}"
+done
+
+step "the group: who is in it and what each member did"
 coordsync-local-cluster --workdir "$WORKDIR" status

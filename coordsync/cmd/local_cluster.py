@@ -1,11 +1,12 @@
 """coordsync-local-cluster: a whole cluster on this machine, for trying.
 
     coordsync-local-cluster up [--nodes 3] [--devices 2] [--workdir DIR]
-    coordsync-local-cluster status | down | stop NODE | start NODE
+    coordsync-local-cluster status | census | down | stop NODE | start NODE
 
 ``up`` creates the working directory once (a config per node, devices as
 plain directories, a ring, a cluster secret and hash salts), then starts
-one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i - 1>,
+one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i - 1>
+(each running the coordinated replicator unless ``--replicate-every 0``),
 sharing the embedded coordination backend (or ``--backend URL``), waits
 until every node serves and has joined, and prints coordsync-status.
 Running ``up`` again reuses the directory and its secrets, so data stays
@@ -13,6 +14,7 @@ findable.
 """
 
 import argparse
+import glob
 import json
 import os
 import secrets
@@ -23,6 +25,7 @@ import time
 import urllib.request
 
 from coordsync import exceptions
+from coordsync import ring as ring_mod
 from coordsync.ring import builder as ring_builder
 
 DEFAULT_WORKDIR = 'local-cluster'
@@ -63,6 +66,12 @@ def _write_config(workdir, meta, name):
         'session_timeout = %d' % meta['session_timeout'],
         'progress_interval = 5',
         '',
+        '[replicator]',
+        'run_in_server = %s' % ('true' if meta['replicate_every'] else
+                                'false'),
+        'run_pause = %s' % (meta['replicate_every'] or 30),
+        'stats_interval = 60',
+        '',
     ]
     path = node_config_path(workdir, name)
     with open(path, 'w') as fh:
@@ -92,6 +101,7 @@ def create(workdir, args):
         'replicas': args.replicas, 'part_power': args.part_power,
         'base_port': args.base_port,
         'session_timeout': args.session_timeout,
+        'replicate_every': args.replicate_every,
         'backend_url': args.backend or 'file://%s' % os.path.join(
             workdir, 'coordination'),
         'cluster_secret': secrets.token_hex(16),
@@ -187,18 +197,23 @@ def wait_serving(workdir, meta, names, timeout=60.0):
                                         % (timeout, ', '.join(waiting)))
 
 
-def stop_node(workdir, name, sig=signal.SIGTERM, timeout=15.0):
-    pid = running_pid(workdir, name)
-    if pid is None:
-        return False
-    os.kill(pid, sig)
+def stop_nodes(workdir, names, sig=signal.SIGTERM, timeout=15.0):
+    """Signal every named node at once, then wait; SIGKILL stragglers."""
+    pids = {}
+    for name in names:
+        pid = running_pid(workdir, name)
+        if pid is not None:
+            os.kill(pid, sig)
+            pids[name] = pid
     deadline = time.monotonic() + timeout
-    while running_pid(workdir, name) and time.monotonic() < deadline:
+    while (any(running_pid(workdir, n) for n in pids)
+           and time.monotonic() < deadline):
         time.sleep(0.1)
-    if running_pid(workdir, name):
-        os.kill(pid, signal.SIGKILL)
-    os.unlink(_pid_path(workdir, name))
-    return True
+    for name, pid in pids.items():
+        if running_pid(workdir, name):
+            os.kill(pid, signal.SIGKILL)
+        os.unlink(_pid_path(workdir, name))
+    return sorted(pids)
 
 
 def show_status(workdir, meta, wait=20.0):
@@ -235,7 +250,7 @@ def cmd_up(workdir, args):
 
 def cmd_down(workdir, args):
     meta = load(workdir)
-    stopped = [n for n in _node_names(meta) if stop_node(workdir, n)]
+    stopped = stop_nodes(workdir, _node_names(meta))
     print('stopped %s' % (', '.join(stopped) or 'nothing (none running)'))
     return 0
 
@@ -262,9 +277,54 @@ def cmd_start(workdir, args):
 def cmd_stop(workdir, args):
     load(workdir)
     sig = signal.SIGKILL if args.kill else signal.SIGTERM
-    print('%s %s' % ('stopped' if stop_node(workdir, args.node, sig)
+    print('%s %s' % ('stopped' if stop_nodes(workdir, [args.node], sig)
                      else 'not running:', args.node))
     return 0
+
+
+def census(workdir, meta):
+    """How level the replicas are, read straight from the disks.
+
+    Returns ``{'objects', 'level', 'lacking', 'handoff_copies'}``:
+    objects found anywhere; those whose newest file is on every primary;
+    those missing it on some primary; copies on non-primary devices.
+    """
+    ring = ring_mod.Ring(os.path.join(workdir, 'object.ring.json'),
+                         meta['hash_path_prefix'], meta['hash_path_suffix'])
+    newest = {}   # obj hash -> {(node, device): newest file name}
+    parts = {}
+    for name in _node_names(meta):
+        devices_dir = os.path.join(workdir, name, 'devices')
+        pattern = os.path.join(devices_dir, '*', 'objects', '*', '*', '*')
+        for hash_dir in glob.glob(pattern):
+            files = sorted(f for f in os.listdir(hash_dir)
+                           if f.endswith(('.data', '.ts')))
+            if not files:
+                continue
+            device = hash_dir[len(devices_dir) + 1:].split(os.sep)[0]
+            obj_hash = os.path.basename(hash_dir)
+            parts[obj_hash] = int(hash_dir.split(os.sep)[-3])
+            newest.setdefault(obj_hash, {})[(name, device)] = files[-1]
+    result = {'objects': len(newest), 'level': 0, 'lacking': 0,
+              'handoff_copies': 0}
+    for obj_hash, copies in newest.items():
+        primaries = {(d['node'], d['device'])
+                     for d in ring.get_part_nodes(parts[obj_hash])}
+        best = max(copies.values())
+        on_primaries = sum(1 for p in primaries if copies.get(p) == best)
+        result['level' if on_primaries == len(primaries)
+               else 'lacking'] += 1
+        result['handoff_copies'] += sum(1 for k in copies
+                                        if k not in primaries)
+    return result
+
+
+def cmd_census(workdir, args):
+    result = census(workdir, load(workdir))
+    print('%(objects)d objects: %(level)d on every primary, %(lacking)d '
+          'missing on some primary, %(handoff_copies)d handoff copies'
+          % result)
+    return 0 if not (result['lacking'] or result['handoff_copies']) else 1
 
 
 def parse_args(argv):
@@ -285,10 +345,18 @@ def parse_args(argv):
                     choices=range(1, 19), metavar='P')
     up.add_argument('--base-port', type=int, default=6200)
     up.add_argument('--session-timeout', type=int, default=10)
+    up.add_argument('--replicate-every', type=float, default=5.0,
+                    metavar='SECONDS',
+                    help='run the replicator inside each node server with '
+                    'this pause between passes; 0: no replicator '
+                    '(default: %(default)s)')
     up.add_argument('--backend', help='coordination backend URL '
                     '(default: embedded, in the cluster directory)')
     sub.add_parser('down', help='stop every node')
     sub.add_parser('status', help='show nodes and coordsync-status')
+    sub.add_parser('census', help='count replicas on disk: exit 1 unless '
+                   'every object is on every primary and no handoff copy '
+                   'is left')
     start = sub.add_parser('start', help='start one node')
     start.add_argument('node')
     stop = sub.add_parser('stop', help='stop one node')
@@ -299,6 +367,7 @@ def parse_args(argv):
 
 
 COMMANDS = {'up': cmd_up, 'down': cmd_down, 'status': cmd_status,
+            'census': cmd_census,
             'start': cmd_start, 'stop': cmd_stop}
 
 
