@@ -13,22 +13,9 @@ from coordsync.obj import diskfile
 from coordsync.obj import fileformat
 from coordsync.obj import layout
 from coordsync.timestamp import Timestamp
-
-NOW = 1700000000.0
-RECLAIM_AGE = 1000
-
-
-class Clock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
+from tests.unit.fakes import NOW
+from tests.unit.fakes import RECLAIM_AGE
+from tests.unit.fakes import ts
 
 
 @pytest.fixture
@@ -47,10 +34,6 @@ def manager(devices, clock):
 @pytest.fixture
 def df(manager):
     return manager.diskfile('sda', 7, 'AUTH_a', 'c', 'o')
-
-
-def ts(offset=0):
-    return Timestamp(NOW + offset)
 
 
 def put(df, body, when, **metadata):

@@ -7,24 +7,12 @@ import pytest
 
 from coordsync.obj import diskfile
 from coordsync.obj import hashes
-from coordsync.timestamp import Timestamp
+from tests.unit.fakes import NOW
+from tests.unit.fakes import RECLAIM_AGE
+from tests.unit.fakes import Clock
+from tests.unit.fakes import ts
 
-NOW = 1700000000.0
-RECLAIM_AGE = 1000
 PART = 5
-
-
-class Clock:
-    def __init__(self, now=NOW):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture
@@ -43,10 +31,6 @@ def make_manager(devices_path, clock=None):
 @pytest.fixture
 def manager(devices, clock):
     return make_manager(devices, clock)
-
-
-def ts(offset=0):
-    return Timestamp(NOW + offset)
 
 
 def put(manager, name, when, device='sda', body=b'x'):
