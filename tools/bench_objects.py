@@ -20,15 +20,14 @@ about time: the figures are for reading, not for a test to fail on.
 import argparse
 import hashlib
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 from coordsync import concurrency
+from coordsync.cmd import local_cluster
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -62,27 +61,6 @@ def _local_cluster(workdir, *args):
                    stdout=subprocess.DEVNULL)
 
 
-def _ports_free(base, nodes=3):
-    for i in range(1, nodes + 1):
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(('127.0.0.%d' % i, base + i - 1))
-            except OSError:
-                return False
-    return True
-
-
-def _free_base_port():
-    # NOTE: below the ephemeral port range, so no outgoing connection
-    # takes one of these ports before the nodes bind them.
-    for _attempt in range(100):
-        base = random.randrange(20000, 30000)
-        if _ports_free(base):
-            return base
-    raise SystemExit('no free ports for a local cluster')
-
-
 def _all_running(workdir):
     from coordsync import exceptions
     from coordsync.cmd import local_cluster
@@ -103,7 +81,7 @@ def bring_up(args):
         return workdir, False, temporary
     up = ['up', '--part-power', str(args.part_power)]
     if not os.path.exists(os.path.join(workdir, 'cluster.json')):
-        up += ['--base-port', str(_free_base_port())]
+        up += ['--base-port', str(local_cluster.free_base_port(3))]
     print('bringing up a local cluster in %s' % workdir, flush=True)
     _local_cluster(workdir, *up)
     return workdir, True, temporary

@@ -17,8 +17,10 @@ import argparse
 import glob
 import json
 import os
+import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,31 @@ from coordsync.ring import builder as ring_builder
 
 DEFAULT_WORKDIR = 'local-cluster'
 META = 'cluster.json'
+
+
+def ports_free(base, nodes):
+    """Can node i (1-based) listen on 127.0.0.i:base+i-1?"""
+    for i in range(1, nodes + 1):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(('127.0.0.%d' % i, base + i - 1))
+            except OSError:
+                return False
+    return True
+
+
+def free_base_port(nodes, tries=100):
+    """A base port with ``nodes`` free ports for a cluster (tests, tools).
+
+    NOTE: chosen below the kernel's ephemeral range (32768+ by default) so
+    no outgoing connection takes one between this check and the bind.
+    """
+    for _attempt in range(tries):
+        base = random.randrange(20000, 30000)
+        if ports_free(base, nodes):
+            return base
+    raise exceptions.CoordsyncError('no %d free ports in a row' % nodes)
 
 
 def _node_names(meta):

@@ -11,7 +11,6 @@ import hashlib
 import http.client
 import json
 import os
-import random
 import socket
 import subprocess
 import time
@@ -25,33 +24,12 @@ from coordsync import hashing
 from coordsync import ring as ring_mod
 from coordsync import signing
 from coordsync import timestamp
+from coordsync.cmd import local_cluster as local_cluster_cmd
 from tests.functional import nodes
 
 NODES = 3
 PART_POWER = 6
 MAX_SKEW = 300  # [server] max_clock_skew default
-
-
-def _port_region_free(base):
-    """Can node i (1-based) listen on 127.0.0.i:base+i-1?"""
-    for i in range(1, NODES + 1):
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(('127.0.0.%d' % i, base + i - 1))
-            except OSError:
-                return False
-    return True
-
-
-def free_port_region():
-    # NOTE: below the kernel's ephemeral range (32768+ by default), so no
-    # outgoing connection takes a port between this check and the bind.
-    for _attempt in range(100):
-        base = random.randrange(20000, 30000)
-        if _port_region_free(base):
-            return base
-    raise RuntimeError('no %d free ports in a row' % NODES)
 
 
 def run(module, *args, check=True, timeout=60):
@@ -143,8 +121,8 @@ def local_cluster(tmp_path_factory):
     argv = ['--workdir', workdir]
     try:
         run('coordsync.cmd.local_cluster', *argv, 'up', '--base-port',
-            str(free_port_region()), '--part-power', str(PART_POWER),
-            '--nodes', str(NODES))
+            str(local_cluster_cmd.free_base_port(NODES)), '--part-power',
+            str(PART_POWER), '--nodes', str(NODES))
         yield LocalCluster(workdir)
     finally:
         run('coordsync.cmd.local_cluster', *argv, 'down', check=False)
