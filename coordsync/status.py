@@ -2,9 +2,10 @@
 
 The report is built from the capabilities every member publishes (see
 :meth:`coordsync.coordination.Coordinator._capabilities`). The group is
-*healthy* when every expected member is present, fresh, and reports no
-errors; *degraded* otherwise; *unreachable* when the backend does not
-answer in time.
+*healthy* when every expected member is present (``--expect`` members,
+and one per node of the ring when the config names a readable ring),
+fresh, and reports no errors; *degraded* otherwise; *unreachable* when
+the backend does not answer in time.
 """
 
 import os
@@ -16,6 +17,7 @@ import tooz.coordination
 
 from coordsync import coordination
 from coordsync import exceptions
+from coordsync import ring as ring_mod
 
 HEALTHY, DEGRADED, UNREACHABLE = 'healthy', 'degraded', 'unreachable'
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, UNREACHABLE: 2}
@@ -91,9 +93,26 @@ def member_problems(caps, now, stale_after):
     return problems
 
 
-def build_report(members, *, group, expect=None, stale_after, now=None):
+def ring_nodes(conf):
+    """Node names in the ring, or None when there is no usable ring."""
+    try:
+        ring = ring_mod.Ring(conf.ring_file)
+    except exceptions.RingError:
+        return None
+    return sorted({d['node'] for d in ring.devices if d})
+
+
+def build_report(members, *, group, expect=None, stale_after, now=None,
+                 expected_nodes=None):
+    """The status report; ``expected_nodes`` (from the ring) must each
+    have at least one member, or the group is degraded."""
     now = time.time() if now is None else now
     rows, problems = [], []
+    present = {(caps or {}).get('node') for caps in members.values()}
+    for node in expected_nodes or ():
+        if node not in present:
+            problems.append('node %s (in the ring) has no member in the '
+                            'group' % node)
     for member_id in sorted(members):
         caps = members[member_id] or {}
         mine = member_problems(caps, now, stale_after)

@@ -40,6 +40,7 @@ def main(argv=None):
         return status.EXIT_CODES[status.UNREACHABLE]
     report = status.build_report(
         members, group=conf.coordination.group, expect=conf.expect,
+        expected_nodes=status.ring_nodes(conf),
         stale_after=conf.status.stale_after)
     if conf.format == 'json':
         print(json.dumps(report, indent=2, sort_keys=True))

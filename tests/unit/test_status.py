@@ -55,3 +55,12 @@ def test_table_lists_members_and_verdict():
     assert lines[0].split()[:3] == ['MEMBER', 'NODE', 'HOST']
     assert lines[1].split()[:3] == ['a@h.1', 'a', 'h']
     assert lines[-1] == 'group g: healthy, 1 member(s)'
+
+
+def test_ring_node_without_member_degrades():
+    result = report({'a@h.1': caps('a')}, expected_nodes=['a', 'b'])
+    assert result['state'] == status.DEGRADED
+    assert result['problems'] == [
+        'node b (in the ring) has no member in the group']
+    assert report({'a@h.1': caps('a')},
+                  expected_nodes=['a'])['state'] == status.HEALTHY
