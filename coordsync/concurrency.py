@@ -23,6 +23,10 @@ with warnings.catch_warnings():
     import eventlet.tpool
     import eventlet.wsgi
 
+# NOTE: a REPLICATE that rehashes every suffix names all 4096 of them in
+# its path (16 KiB); eventlet's default limit (8 KiB) would answer 414.
+MAX_URL_LENGTH = 32768
+
 GreenPool = eventlet.greenpool.GreenPool
 Timeout = eventlet.timeout.Timeout
 Event = eventlet.event.Event
@@ -80,4 +84,4 @@ def listen(address, backlog=128):
 def serve_wsgi(sock, app, logger, max_size=1024):
     """Serve ``app`` on ``sock`` until the green thread is killed."""
     eventlet.wsgi.server(sock, app, log=logger, max_size=max_size,
-                         log_output=False)
+                         log_output=False, url_length_limit=MAX_URL_LENGTH)
