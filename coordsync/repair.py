@@ -99,10 +99,12 @@ class PartitionRepair:
     :param partition: the partition number.
     :param peers: ring device dicts of the other replicas.
     :param still_owner: callable, False once the job's lock is lost.
+    :param suffix_concurrency: suffixes levelled at the same time.
     """
 
     def __init__(self, manager, node_client, device, partition, peers,
-                 still_owner=lambda: True, logger=None):
+                 still_owner=lambda: True, logger=None,
+                 suffix_concurrency=8):
         self.manager = manager
         self.client = node_client
         self.device = device
@@ -111,6 +113,7 @@ class PartitionRepair:
                               'port': 0, 'node': 'local'}, local=True)
         self.peers = [Replica(dict(node)) for node in peers]
         self.still_owner = still_owner
+        self.suffix_concurrency = suffix_concurrency
         self.log = logger or LOG
         self.stats = RepairStats()
 
@@ -314,8 +317,13 @@ class PartitionRepair:
             differing = sorted(s for s, h in self.local.hashes.items()
                                if any(r.hashes.get(s) != h
                                       for r in replicas))
-        for suffix in differing:
-            self._level_suffix(suffix, replicas, pull)
+        # NOTE: suffixes are levelled side by side: one object at a time
+        # waits on the receivers' fsyncs, one after another.
+        pool = concurrency.GreenPool(self.suffix_concurrency)
+        for _done in pool.imap(
+                lambda suffix: self._level_suffix(suffix, replicas, pull),
+                differing):
+            pass
         if differing:
             self._check_owner()
             self.stats.suffixes_synced += len(differing)

@@ -14,6 +14,9 @@ REPLICATOR_OPTS = [
                  help='Seconds to wait between two passes.'),
     cfg.IntOpt('concurrency', default=4, min=1, max=256,
                help='Partitions replicated at the same time.'),
+    cfg.IntOpt('suffix_concurrency', default=8, min=1, max=256,
+               help='Suffixes of one partition levelled at the same time '
+                    '(each sends its objects one after another).'),
     cfg.BoolOpt('handoffs_first', default=False,
                 help='Push handoff partitions before repairing primary '
                      'ones (to drain a node after a ring change).'),
