@@ -269,10 +269,22 @@ class Coordinator:
                 self.log.warning('Could not leave group %s cleanly: %s',
                                  self.group, err)
         self._joined = False
+        # NOTE: tooz's stop leaves every group it believes joined and waits
+        # for the answer without a timeout, so during an outage it would
+        # never return. By a session timeout the group has dropped us.
+        limit = max(self._op_timeout, self.conf.coordination.session_timeout)
+        timer = concurrency.Timeout(limit)
         try:
             driver.stop()
+        except concurrency.Timeout as err:
+            if err is not timer:
+                raise
+            self.log.warning('Coordination driver not stopped after %ss; '
+                             'leaving it', limit)
         except BACKEND_ERRORS as err:
             self.log.warning('Could not stop coordination driver: %s', err)
+        finally:
+            timer.cancel()
 
     def _run(self):
         # NOTE: joins are jittered so nodes started together spread out.
@@ -450,7 +462,7 @@ class Coordinator:
             return False
         tooz_lock = self._driver.get_lock(name.encode('utf-8'))
         try:
-            taken = tooz_lock.acquire(blocking=False)
+            taken = self._bounded_acquire(name, tooz_lock)
         except tooz.coordination.LockAcquireFailed:
             taken = False
         except BACKEND_ERRORS as err:
@@ -459,6 +471,31 @@ class Coordinator:
         if taken:
             self._held[name] = _HeldLock(tooz_lock, self.epoch)
         return bool(taken)
+
+    def _bounded_acquire(self, name, tooz_lock):
+        """tooz's non-blocking acquire, given up after the op timeout.
+
+        NOTE: kazoo retries a lock acquire for as long as the connection
+        is down, so a try-lock begun just before an outage would hold its
+        caller (a whole replication pass) until ZooKeeper is back. The
+        attempt goes on in a green thread of its own; a lock it still
+        gets after we gave up is released as soon as it has it.
+        """
+        attempt = concurrency.spawn(tooz_lock.acquire, blocking=False)
+        with concurrency.Timeout(self._op_timeout, False):
+            return attempt.wait()
+        attempt.link(self._release_abandoned, name, tooz_lock)
+        raise exceptions.CoordinationUnavailable(
+            'no answer taking lock %s within %.1fs' % (name,
+                                                       self._op_timeout))
+
+    def _release_abandoned(self, attempt, name, tooz_lock):
+        try:
+            taken = attempt.wait()
+        except (tooz.coordination.LockAcquireFailed, *BACKEND_ERRORS):
+            return
+        if taken:
+            self._release_tooz_lock(name, tooz_lock)
 
     def acquire(self, name, timeout=None):
         """Wait up to ``timeout`` seconds (None: forever) for lock ``name``.
@@ -480,11 +517,14 @@ class Coordinator:
         held = self._held.pop(name, None)
         if held is None:
             return False
-        if held.epoch == self.epoch and self.healthy:
-            return self._release_tooz_lock(name, held.tooz_lock)
         # NOTE: during an outage a ZooKeeper release would block until the
-        # connection is back; let a green thread finish it meanwhile.
-        concurrency.spawn(self._release_tooz_lock, name, held.tooz_lock)
+        # connection is back, and an outage may begin during the call; a
+        # green thread finishes it meanwhile.
+        releasing = concurrency.spawn(self._release_tooz_lock, name,
+                                      held.tooz_lock)
+        if held.epoch == self.epoch and self.healthy:
+            with concurrency.Timeout(self._op_timeout, False):
+                return releasing.wait()
         return True
 
     def _release_tooz_lock(self, name, tooz_lock):
