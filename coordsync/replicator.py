@@ -49,6 +49,21 @@ def lock_name(partition, policy=POLICY):
     return 'coordsync/replicate/%d/%d' % (policy, partition)
 
 
+def partition_batches(planned):
+    """``planned`` grouped by partition, in order of first appearance.
+
+    NOTE: a node may hold a partition's primary and a handoff copy on two
+    devices. Both jobs take the partition's lock, so run side by side the
+    later one finds it held (by this very node) and is skipped, in every
+    pass alike: the handoff would never go home. One after the other,
+    both run.
+    """
+    batches = {}
+    for category, job in planned:
+        batches.setdefault(job.partition, []).append((category, job))
+    return list(batches.values())
+
+
 @dataclasses.dataclass
 class Job:
     """One partition on one local device."""
@@ -215,7 +230,8 @@ class ObjectReplicator:
                        if locked else (lambda: True))
         work = repair_mod.PartitionRepair(
             self.manager, self.client, job.device, job.partition, job.peers,
-            still_owner=still_owner, logger=self.log)
+            still_owner=still_owner, logger=self.log,
+            suffix_concurrency=self.rconf.suffix_concurrency)
         self._audit('start', job, category)
         try:
             with concurrency.Timeout(self.rconf.lockup_timeout):
@@ -242,6 +258,10 @@ class ObjectReplicator:
             self.stats.part_times.append(time.monotonic() - started)
             self.stats.done += 1
             self._publish('running')
+
+    def _run_batch(self, batch):
+        for category, job in batch:
+            self.run_job(category, job)
 
     def _do(self, category, job, work):
         if job.handoff:
@@ -272,7 +292,7 @@ class ObjectReplicator:
         reporter = concurrency.spawn(self._report_periodically)
         pool = concurrency.GreenPool(self.rconf.concurrency)
         try:
-            for category, job in planned:
+            for batch in partition_batches(planned):
                 if self._stopping:
                     self.stats.aborted = 'stopping'
                     break
@@ -281,7 +301,7 @@ class ObjectReplicator:
                     self.log.warning('Ring changed during pass %d; '
                                      'aborting it', self.passes)
                     break
-                pool.spawn_n(self.run_job, category, job)
+                pool.spawn_n(self._run_batch, batch)
             pool.waitall()
         finally:
             concurrency.kill(reporter)
@@ -342,6 +362,7 @@ class ObjectReplicator:
             self.log.warning('Cannot write recon file %s: %s', path, err)
 
     def run_forever(self):
+        self._wait_for_group()
         while not self._stopping:
             try:
                 self.run_once()
@@ -350,6 +371,15 @@ class ObjectReplicator:
             deadline = time.monotonic() + self.rconf.run_pause
             while not self._stopping and time.monotonic() < deadline:
                 concurrency.sleep(min(0.5, self.rconf.run_pause))
+
+    def _wait_for_group(self):
+        # NOTE: as with --once, the group gets a session timeout to answer
+        # first: a pass planned before the join would needlessly run under
+        # the static rule, every node doing every partition unlocked.
+        deadline = time.monotonic() + self.conf.coordination.session_timeout
+        while (not self._stopping and not self.coordinator.healthy
+               and time.monotonic() < deadline):
+            concurrency.sleep(0.05)
 
     def stop(self):
         self._stopping = True
