@@ -1,10 +1,12 @@
 """Coordinator behaviour on the embedded backend, in one process."""
 
 import random
+import time
 
 import pytest
 from oslo_config import cfg
 
+from coordsync import concurrency
 from coordsync import conf as coordsync_conf
 from coordsync import coordination
 from coordsync import exceptions
@@ -181,3 +183,51 @@ def test_stop_releases_locks_and_leaves(joined, conf):
     coordinator.stop()
     assert other.try_lock('coordsync/x/1')
     assert coordinator.member_id not in other.members()
+
+
+class SlowLock:
+    """A tooz lock whose calls hang like kazoo's during an outage."""
+
+    def __init__(self, delay, result=True):
+        self.delay = delay
+        self.result = result
+        self.released = False
+
+    def acquire(self, blocking=True):
+        concurrency.sleep(self.delay)
+        return self.result
+
+    def release(self):
+        self.released = True
+        return True
+
+
+def test_try_lock_gives_up_when_the_backend_hangs(tmp_path):
+    conf = make_conf(tmp_path, session_timeout=2)
+    coordinator = coordination.Coordinator(conf)
+    coordinator.step()
+    slow = SlowLock(delay=1.5)
+    coordinator._driver.get_lock = lambda name: slow
+    started = time.monotonic()
+    with pytest.raises(exceptions.CoordinationUnavailable):
+        coordinator.try_lock('coordsync/replicate/0/1')
+    assert time.monotonic() - started < 1.4
+    assert coordinator.held_locks() == []
+    # The abandoned attempt got the lock after all: it is given back.
+    concurrency.sleep(0.5)
+    assert slow.released
+    coordinator._driver.get_lock = lambda name: SlowLock(0)
+    coordinator.stop()
+
+
+def test_stop_is_bounded_when_the_driver_hangs(tmp_path):
+    conf = make_conf(tmp_path, session_timeout=1)
+    coordinator = coordination.Coordinator(conf)
+    coordinator.step()
+    driver = coordinator._driver
+    real_stop = driver.stop
+    driver.stop = lambda: concurrency.sleep(30)
+    started = time.monotonic()
+    coordinator.stop()
+    assert time.monotonic() - started < 5
+    real_stop()
