@@ -79,7 +79,9 @@ def bring_up(args):
         prefix='coordsync-bench-'))
     if _all_running(workdir):
         return workdir, False, temporary
-    up = ['up', '--part-power', str(args.part_power)]
+    # NOTE: no background replication: it would compete with the load.
+    up = ['up', '--part-power', str(args.part_power),
+          '--replicate-every', '0']
     if not os.path.exists(os.path.join(workdir, 'cluster.json')):
         up += ['--base-port', str(local_cluster.free_base_port(3))]
     print('bringing up a local cluster in %s' % workdir, flush=True)
