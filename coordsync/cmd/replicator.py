@@ -44,6 +44,10 @@ def run_once(conf, coordinator, worker):
     # pass runs under the static rule, which is still safe.
     coordinator.start(wait=conf.coordination.session_timeout)
     try:
+        if coordinator.healthy and not worker.wait_for_peers(
+                conf.coordination.session_timeout):
+            worker.log.info('Not every ring node has a replicator in the '
+                            'group; planning with the ones that do')
         summary = worker.run_once(set(conf.override_devices),
                                   set(conf.override_partitions))
     finally:
