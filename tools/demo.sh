@@ -85,11 +85,12 @@ for i in $(seq 1 30); do
     cmp -s "$scratch/o$i" "$scratch/back$i" || { echo "o$i differs"; exit 1; }
 done
 echo "all 30 objects read back identical"
-echo "what each node's replicator did (last stats line):"
+echo "what each node's replicator did (its last pass that synced something):"
 for n in n1 n2 n3; do
-    line=$(grep -o '[0-9]*/[0-9]* (.*partitions replicated.*' \
-        "$WORKDIR/$n/server.log" | tail -n 1)
-    echo "  $n: ${line:0:160}"
+    lines=$(grep -o '[0-9]*/[0-9]* (.*partitions replicated.*' \
+        "$WORKDIR/$n/server.log")
+    line=$(grep -v ' 0 synced' <<<"$lines" | tail -n 1)
+    echo "  $n: ${line:-$(tail -n 1 <<<"$lines")}"
 done
 
 step "the group: who is in it and what each member did"
