@@ -90,6 +90,23 @@ def script_argv(script, *args):
     return [sys.executable, os.path.join(HERE, script)] + list(args)
 
 
+def run_module(module, *args, check=True, timeout=60, text=True):
+    """Run ``python -m module args``; raise with its output if it fails.
+
+    ``text=False`` keeps stdout as bytes (object bodies).
+    """
+    result = subprocess.run(module_argv(module, *args), capture_output=True,
+                            text=text, timeout=timeout)
+    if check and result.returncode != 0:
+        out, err = result.stdout, result.stderr
+        if not text:
+            out, err = (out.decode(errors='replace'),
+                        err.decode(errors='replace'))
+        raise AssertionError('%s %s: exit %d\n%s\n%s' % (
+            module, ' '.join(args), result.returncode, out, err))
+    return result
+
+
 def run_status(config, *args, timeout=60):
     """Run coordsync-status; return (exit code, parsed JSON or text)."""
     argv = module_argv('coordsync.cmd.status', '--config-file', config,

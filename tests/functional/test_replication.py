@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -64,13 +63,7 @@ Job = collections.namedtuple('Job', 'label part mode start end')
 
 
 def _run(module, *args, check=True, timeout=90):
-    result = subprocess.run(nodes.module_argv(module, *args),
-                            capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError('%s %s: exit %d\n%s\n%s' % (
-            module, ' '.join(args), result.returncode, result.stdout,
-            result.stderr))
-    return result
+    return nodes.run_module(module, *args, check=check, timeout=timeout)
 
 
 class ReplicationCluster:

@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import time
 
 import pytest
@@ -33,14 +32,8 @@ MAX_SKEW = 300  # [server] max_clock_skew default
 
 
 def run(module, *args, check=True, timeout=60):
-    result = subprocess.run(nodes.module_argv(module, *args),
-                            capture_output=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError('%s %s: exit %d\n%s\n%s' % (
-            module, ' '.join(args), result.returncode,
-            result.stdout.decode(errors='replace'),
-            result.stderr.decode(errors='replace')))
-    return result
+    return nodes.run_module(module, *args, check=check, timeout=timeout,
+                            text=False)
 
 
 class LocalCluster:
