@@ -420,9 +420,6 @@ class Coordinator:
         self._progress.setdefault(worker, {}).update(fields)
         self._progress_dirty = True
 
-    def progress(self, worker):
-        return dict(self._progress.get(worker, {}))
-
     def _publish_if_due(self):
         interval = self.conf.coordination.progress_interval
         due = (self._published_at is None
