@@ -141,6 +141,36 @@ class Request:
             self.path)
 
 
+def _stored_at(err):
+    """``X-Backend-Timestamp`` of the version that made ``err``, if any."""
+    if err.timestamp is None:
+        return {}
+    return {'X-Backend-Timestamp': err.timestamp.normal}
+
+
+def _http_error(err):
+    """The HTTPError answering a disk error (or a ValueError: 400)."""
+    if isinstance(err, (exceptions.DiskFileDeviceUnavailable,
+                        exceptions.DiskFileNoSpace)):
+        return HTTPError(507, str(err))
+    if isinstance(err, exceptions.DiskFileDeleted):
+        return HTTPError(404, 'deleted', _stored_at(err))
+    if isinstance(err, exceptions.DiskFileCorrupt):
+        return HTTPError(404, 'not found (quarantined)')
+    if isinstance(err, exceptions.DiskFileNotFound):
+        return HTTPError(404, 'not found')
+    if isinstance(err, exceptions.DiskFileConflict):
+        return HTTPError(409, 'a newer or equal version is stored',
+                         _stored_at(err))
+    if isinstance(err, exceptions.DiskFileMismatch):
+        return HTTPError(422 if err.header == 'ETag' else 499, str(err))
+    if isinstance(err, exceptions.DiskFileCollision):
+        return HTTPError(409, str(err))
+    if isinstance(err, ValueError):
+        return HTTPError(400, str(err))
+    return HTTPError(500, 'disk error: %s' % err)
+
+
 def _json_response(status, payload):
     body = json.dumps(payload, sort_keys=True).encode('utf-8')
     return status, {'Content-Type': 'application/json'}, [body]
@@ -243,31 +273,8 @@ class NodeServer:
         """Run a disk call off the hub; map disk errors to HTTP."""
         try:
             return concurrency.run_in_thread(func, *args)
-        except (exceptions.DiskFileDeviceUnavailable,
-                exceptions.DiskFileNoSpace) as err:
-            raise HTTPError(507, str(err)) from None
-        except exceptions.DiskFileDeleted as err:
-            headers = {}
-            if err.timestamp is not None:
-                headers['X-Backend-Timestamp'] = err.timestamp.normal
-            raise HTTPError(404, 'deleted', headers) from None
-        except exceptions.DiskFileCorrupt:
-            raise HTTPError(404, 'not found (quarantined)') from None
-        except exceptions.DiskFileNotFound:
-            raise HTTPError(404, 'not found') from None
-        except exceptions.DiskFileConflict as err:
-            headers = {}
-            if err.timestamp is not None:
-                headers['X-Backend-Timestamp'] = err.timestamp.normal
-            raise HTTPError(409, 'a newer or equal version is stored',
-                            headers) from None
-        except exceptions.DiskFileMismatch as err:
-            raise HTTPError(422 if err.header == 'ETag' else 499,
-                            str(err)) from None
-        except exceptions.DiskFileCollision as err:
-            raise HTTPError(409, str(err)) from None
-        except ValueError as err:
-            raise HTTPError(400, str(err)) from None
+        except (exceptions.DiskFileError, ValueError) as err:
+            raise _http_error(err) from None
 
     def _put_metadata(self, req, when):
         metadata = {'X-Timestamp': when.normal,
@@ -383,12 +390,12 @@ class NodeServer:
         try:
             reader = concurrency.run_in_thread(df.reader)
         except exceptions.DiskFileDeleted as err:
-            name = (err.metadata or {}).get('name', '')
-            raise HTTPError(404, 'deleted', {
-                'X-Backend-Timestamp': err.timestamp.normal,
-                'X-Object-Name': urllib.parse.quote(name)}) from None
-        except exceptions.DiskFileError:
-            reader = self._call(df.reader)
+            error = _http_error(err)
+            error.headers['X-Object-Name'] = urllib.parse.quote(
+                (err.metadata or {}).get('name', ''))
+            raise error from None
+        except (exceptions.DiskFileError, ValueError) as err:
+            raise _http_error(err) from None
         headers = _metadata_headers(reader.metadata)
         headers['X-Object-Name'] = urllib.parse.quote(
             reader.metadata['name'])
