@@ -122,29 +122,27 @@ class NodeClient:
         resp = self.request(node, method, path, **kwargs)
         return resp.status, resp.headers, resp.read()
 
+    def _get_json(self, node, method, path):
+        resp = self.request(node, method, path)
+        if resp.status != 200:
+            resp.close()
+            raise NodeError('%s %s on %s: %s'
+                            % (method, path, node_label(node), resp.status))
+        return resp.json()
+
     def replicate(self, node, partition, suffixes=()):
         """Suffix hashes of ``partition`` on ``node`` (recomputing some)."""
         path = '/%s/%d' % (urllib.parse.quote(node['device'], safe=''),
                            partition)
         if suffixes:
             path += '/' + '-'.join(suffixes)
-        resp = self.request(node, 'REPLICATE', path)
-        if resp.status != 200:
-            resp.close()
-            raise NodeError('REPLICATE %s on %s: %s'
-                            % (path, node_label(node), resp.status))
-        return resp.json()
+        return self._get_json(node, 'REPLICATE', path)
 
     def list_suffix(self, node, partition, suffix):
         """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix on a node."""
         path = '/%s/%d/%s' % (urllib.parse.quote(node['device'], safe=''),
                               partition, suffix)
-        resp = self.request(node, 'GET', path)
-        if resp.status != 200:
-            resp.close()
-            raise NodeError('listing %s on %s: %s'
-                            % (path, node_label(node), resp.status))
-        return resp.json()
+        return self._get_json(node, 'GET', path)
 
 
 def concurrent_map(func, items):
