@@ -38,6 +38,13 @@ step "starting a 3-node cluster in $WORKDIR (embedded backend)"
 coordsync-local-cluster --workdir "$WORKDIR" up --base-port "$PORT"
 CONF="$WORKDIR/n1/coordsync.conf"
 client() { coordsync-client --config-file "$CONF" "$@"; }
+read_back() {  # read objects o1..o$1 back and compare with what was written
+    for i in $(seq 1 "$1"); do
+        client get AUTH_demo photos "o$i" -o "$scratch/back$i"
+        cmp -s "$scratch/o$i" "$scratch/back$i" || { echo "o$i differs"; exit 1; }
+    done
+    echo "all $1 objects read back identical"
+}
 
 step "writing 20 objects (one of 3 MB) and reading them back"
 scratch=$(mktemp -d)
@@ -47,11 +54,7 @@ for i in $(seq 1 19); do
 done
 head -c 3000000 /dev/urandom > "$scratch/o20"
 for i in $(seq 1 20); do client put AUTH_demo photos "o$i" "$scratch/o$i"; done
-for i in $(seq 1 20); do
-    client get AUTH_demo photos "o$i" -o "$scratch/back$i"
-    cmp -s "$scratch/o$i" "$scratch/back$i" || { echo "o$i differs"; exit 1; }
-done
-echo "all 20 objects read back identical"
+read_back 20
 echo "replicas of o20 on disk:"
 find "$WORKDIR" -path "*objects*" -name '*.data' -size +1000k | sed "s#$WORKDIR/##"
 
@@ -80,11 +83,7 @@ until coordsync-local-cluster --workdir "$WORKDIR" census >/dev/null; do
 done
 echo "level again after $(( $(date +%s) - started )) s:"
 coordsync-local-cluster --workdir "$WORKDIR" census
-for i in $(seq 1 30); do
-    client get AUTH_demo photos "o$i" -o "$scratch/back$i"
-    cmp -s "$scratch/o$i" "$scratch/back$i" || { echo "o$i differs"; exit 1; }
-done
-echo "all 30 objects read back identical"
+read_back 30
 echo "what each node's replicator did (its last pass that synced something):"
 for n in n1 n2 n3; do
     lines=$(grep -o '[0-9]*/[0-9]* (.*partitions replicated.*' \
