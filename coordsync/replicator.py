@@ -143,6 +143,7 @@ class ObjectReplicator:
         self.client = node_client or client_mod.NodeClient(conf)
         self.passes = 0
         self.stats = None
+        self._busy = []
         self._stopping = False
 
     # -- jobs ----------------------------------------------------------------
@@ -203,6 +204,7 @@ class ObjectReplicator:
             if self.coordinator.try_lock(job.key):
                 return category, True
             self.stats.skipped_locked += 1
+            self._busy.append((category, job))
             return None, False
         except exceptions.CoordinationUnavailable:
             return (None if job.handoff else STATIC), False
@@ -284,6 +286,7 @@ class ObjectReplicator:
         jobs = self.collect_jobs(devices, partitions)
         planned, mode = self.plan(jobs)
         self.passes += 1
+        self._busy = []
         self.stats = PassStats(number=self.passes, mode=mode,
                                started=time.time(), total=len(planned))
         self.log.info('Replication pass %d (%s): %d of %d partitions to '
@@ -293,6 +296,7 @@ class ObjectReplicator:
         try:
             self._run_planned(planned)
             if mode != STATIC and not self.stats.aborted:
+                self._retry_busy()
                 self._sweep(jobs, planned)
         finally:
             concurrency.kill(reporter)
@@ -315,6 +319,20 @@ class ObjectReplicator:
                 break
             pool.spawn_n(self._run_batch, batch)
         pool.waitall()
+
+    def _retry_busy(self):
+        """Try once more the partitions that were locked elsewhere.
+
+        NOTE: the holder may have been only pushing a handoff copy of the
+        partition, which levels nothing among the primaries; skipping the
+        partition for the whole pass would leave it unrepaired until the
+        next. In a steady group nothing is locked elsewhere and this is
+        free.
+        """
+        busy, self._busy = self._busy, []
+        if busy:
+            self.stats.total += len(busy)
+            self._run_planned(busy)
 
     def _sweep(self, jobs, planned):
         """Plan again with today's membership; run what became ours.
