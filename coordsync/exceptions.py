@@ -37,7 +37,7 @@ class DiskFileNotFound(DiskFileError):
 class DiskFileDeleted(DiskFileNotFound):
     """The newest file of an object is a tombstone.
 
-    ``timestamp`` (a :class:`~coordsync.timestamp.Timestamp`) is when it
+    ``timestamp`` (a :class:`~coordsync.common.timestamp.Timestamp`) is when it
     was deleted, for a 404 with ``X-Backend-Timestamp``; ``metadata`` is
     the tombstone's (``name``, ``X-Timestamp``), for replicating it.
     """

@@ -10,7 +10,7 @@ cluster that was already running is used as it is and left running.
 
 Four phases run one after another: PUT small, PUT large, GET small, GET
 large, each with ``--concurrency`` green threads sharing one
-:class:`~coordsync.client.ObjectClient`. Every GET body is checked against
+:class:`~coordsync.obj.client.ObjectClient`. Every GET body is checked against
 what was PUT. For each phase it prints objects/s and MB/s of object
 bytes (each PUT byte is stored once per replica, so the disks see
 ``replicas`` times as much) and latency percentiles. It asserts nothing
@@ -92,10 +92,10 @@ def bring_up(args):
 def object_client(workdir):
     from oslo_config import cfg
 
-    from coordsync import client
     from coordsync import conf as coordsync_conf
-    from coordsync import ring as ring_mod
     from coordsync.cmd import local_cluster
+    from coordsync.common import ring as ring_mod
+    from coordsync.obj import client
 
     conf = cfg.ConfigOpts()
     coordsync_conf.register_opts(conf)

@@ -168,7 +168,7 @@ def node_pass(args):
 
 def write_objects(files, count):
     """``count`` objects, the same version on every replica."""
-    from coordsync import timestamp
+    from coordsync.common import timestamp
     when = timestamp.Timestamp.now().normal
     for i in range(count):
         name = 'few-%d' % i

@@ -88,7 +88,7 @@ class ClusterFiles:
     """The cluster's ring and every node's object store, from its files."""
 
     def __init__(self, workdir):
-        from coordsync import ring as ring_mod
+        from coordsync.common import ring as ring_mod
         from coordsync.obj import diskfile
         with open(os.path.join(workdir, 'cluster.json')) as fh:
             self.meta = json.load(fh)
@@ -130,7 +130,7 @@ class ClusterFiles:
 
 def fill(files, node, device, partition, sets):
     """Write every object of ``sets`` [(prefix, count, size)] directly."""
-    from coordsync import timestamp
+    from coordsync.common import timestamp
     manager = files.managers[node]
 
     def write(job):

@@ -13,11 +13,11 @@ import sys
 
 from oslo_config import cfg
 
-from coordsync import client
 from coordsync import concurrency
 from coordsync import exceptions
-from coordsync import ring as ring_mod
 from coordsync import service
+from coordsync.common import ring as ring_mod
+from coordsync.obj import client as object_client
 
 
 def _add_parsers(subparsers):
@@ -86,7 +86,7 @@ def main(argv=None):
     try:
         ring = ring_mod.Ring(conf.ring_file, conf.hash_path_prefix,
                              conf.hash_path_suffix)
-        objects = client.ObjectClient(conf, ring)
+        objects = object_client.ObjectClient(conf, ring)
     except exceptions.CoordsyncError as err:
         print('coordsync-client: error: %s' % err, file=sys.stderr)
         return 2

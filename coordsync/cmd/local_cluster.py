@@ -27,8 +27,8 @@ import time
 import urllib.request
 
 from coordsync import exceptions
-from coordsync import ring as ring_mod
-from coordsync.ring import builder as ring_builder
+from coordsync.common import ring as ring_mod
+from coordsync.common.ring import builder as ring_builder
 
 DEFAULT_WORKDIR = 'local-cluster'
 META = 'cluster.json'

@@ -4,7 +4,7 @@
                          [--partitions 3,17]
 
 It joins the coordination group as a ``replicator`` member of this node,
-then runs passes (see :mod:`coordsync.replicator`) until SIGTERM, or one
+then runs passes (see :mod:`coordsync.obj.replicator`) until SIGTERM, or one
 pass with ``--once``. Exit status of ``--once``: 0 when every job
 succeeded, 1 when some failed, 2 on a bad config or ring.
 """
@@ -14,11 +14,11 @@ import sys
 from oslo_config import cfg
 
 from coordsync import concurrency
-from coordsync import coordination
-from coordsync import daemon
 from coordsync import exceptions
-from coordsync import replicator
 from coordsync import service
+from coordsync.common import coordination
+from coordsync.common import daemon
+from coordsync.obj import replicator
 
 CLI_OPTS = [
     cfg.BoolOpt('once', default=False, help='Run one pass and exit.'),

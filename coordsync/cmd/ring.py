@@ -26,8 +26,8 @@ import os
 import sys
 
 from coordsync import exceptions
-from coordsync.ring import Ring
-from coordsync.ring import RingBuilder
+from coordsync.common.ring import Ring
+from coordsync.common.ring import RingBuilder
 
 PROG = 'coordsync-ring'
 EXIT_ERROR = 2

@@ -9,13 +9,13 @@ after the session timeout.
 import sys
 
 from coordsync import concurrency
-from coordsync import coordination
-from coordsync import daemon
 from coordsync import exceptions
-from coordsync import replicator
-from coordsync import server
 from coordsync import service
 from coordsync.cmd import replicator as replicator_cmd
+from coordsync.common import coordination
+from coordsync.common import daemon
+from coordsync.obj import replicator
+from coordsync.obj import server
 
 
 def main(argv=None):

@@ -11,7 +11,7 @@ from oslo_config import cfg
 
 from coordsync import exceptions
 from coordsync import service
-from coordsync import status
+from coordsync.common import status
 
 CLI_OPTS = [
     cfg.StrOpt('format', default='table', choices=['table', 'json'],

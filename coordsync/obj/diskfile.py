@@ -31,9 +31,9 @@ import uuid
 from oslo_log import log as logging
 
 from coordsync import exceptions
-from coordsync import hashing
+from coordsync.common import fsutil
+from coordsync.common import hashing
 from coordsync.obj import fileformat
-from coordsync.obj import fsutil
 from coordsync.obj import hashes
 from coordsync.obj import layout
 from coordsync.obj import streams

@@ -21,7 +21,7 @@ the body, checked when the body is read to its end).
 import json
 import re
 
-from coordsync import timestamp
+from coordsync.common import timestamp
 
 MAGIC = b'COORDSYNC-OBJ'
 VERSION = 1

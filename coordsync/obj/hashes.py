@@ -48,7 +48,7 @@ import uuid
 
 from oslo_log import log as logging
 
-from coordsync.obj import fsutil
+from coordsync.common import fsutil
 from coordsync.obj import layout
 
 LOG = logging.getLogger(__name__)

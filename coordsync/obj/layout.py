@@ -7,7 +7,7 @@
     <devices>/<device>/tmp/                    writes not yet published
     <devices>/<device>/quarantined/objects/<hash>[-<uuid>]
 
-``hash`` is :func:`coordsync.hashing.hash_path` of the object's name and
+``hash`` is :func:`coordsync.common.hashing.hash_path` of the object's name and
 ``suffix`` its last three characters. A hash directory normally holds one
 file, the newest: a ``.data`` (the object) or a ``.ts`` (a tombstone: the
 object was deleted at that time). Older files are left only between a
@@ -20,7 +20,7 @@ import os
 import re
 import uuid
 
-from coordsync import timestamp
+from coordsync.common import timestamp
 
 # NOTE: a week: how long a delete must stay known for every replica to
 # hear of it, so it must exceed the longest replication outage.

@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from coordsync import exceptions
-from coordsync import timestamp
+from coordsync.common import timestamp
 from coordsync.obj import fileformat
 from coordsync.obj import layout
 

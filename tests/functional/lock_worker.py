@@ -14,8 +14,8 @@ import time
 from oslo_config import cfg
 
 from coordsync import concurrency
-from coordsync import coordination
 from coordsync import service
+from coordsync.common import coordination
 
 CLI_OPTS = [
     cfg.StrOpt('mode', choices=['hold', 'contend'], required=True),

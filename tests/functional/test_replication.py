@@ -33,11 +33,11 @@ import time
 import pytest
 from oslo_config import cfg
 
-from coordsync import client
 from coordsync import conf as coordsync_conf
-from coordsync import hashing
-from coordsync import ring as ring_mod
 from coordsync.cmd import local_cluster
+from coordsync.common import hashing
+from coordsync.common import ring as ring_mod
+from coordsync.obj import client as object_client
 from coordsync.obj import hashes
 from tests.functional import nodes
 
@@ -80,7 +80,7 @@ class ReplicationCluster:
         self.ring = ring_mod.Ring(
             os.path.join(workdir, 'object.ring.json'),
             self.meta['hash_path_prefix'], self.meta['hash_path_suffix'])
-        self.objects = client.ObjectClient(conf, self.ring)
+        self.objects = object_client.ObjectClient(conf, self.ring)
 
     def node_config(self, node):
         return os.path.join(self.workdir, node, 'coordsync.conf')

@@ -17,13 +17,13 @@ import time
 import pytest
 from oslo_config import cfg
 
-from coordsync import client
 from coordsync import conf as coordsync_conf
-from coordsync import hashing
-from coordsync import ring as ring_mod
-from coordsync import signing
-from coordsync import timestamp
 from coordsync.cmd import local_cluster as local_cluster_cmd
+from coordsync.common import direct_client as client
+from coordsync.common import hashing
+from coordsync.common import ring as ring_mod
+from coordsync.common import signing
+from coordsync.common import timestamp
 from tests.functional import nodes
 
 NODES = 3

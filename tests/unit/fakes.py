@@ -1,6 +1,6 @@
 """Small stand-ins shared by the object store's unit tests."""
 
-from coordsync.timestamp import Timestamp
+from coordsync.common.timestamp import Timestamp
 
 NOW = 1700000000.0
 RECLAIM_AGE = 1000

@@ -8,8 +8,8 @@ from oslo_config import cfg
 
 from coordsync import concurrency
 from coordsync import conf as coordsync_conf
-from coordsync import coordination
 from coordsync import exceptions
+from coordsync.common import coordination
 
 
 def make_conf(tmp_path, **coordination_opts):

@@ -9,10 +9,10 @@ import tracemalloc
 import pytest
 
 from coordsync import exceptions
+from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import fileformat
 from coordsync.obj import layout
-from coordsync.timestamp import Timestamp
 from tests.unit.fakes import NOW
 from tests.unit.fakes import RECLAIM_AGE
 from tests.unit.fakes import ts

@@ -5,10 +5,10 @@ import random
 
 import pytest
 
-from coordsync import division
-from coordsync.division import HANDOFF
-from coordsync.division import MINE
-from coordsync.division import TAKEOVER
+from coordsync.common import division
+from coordsync.common.division import HANDOFF
+from coordsync.common.division import MINE
+from coordsync.common.division import TAKEOVER
 
 NODES = ['n1', 'n2', 'n3']
 FIVE = ['n1', 'n2', 'n3', 'n4', 'n5']

@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from coordsync import exceptions
-from coordsync import hashing
+from coordsync.common import hashing
 
 
 def test_hash_is_salted_md5_of_the_path():

@@ -1,13 +1,13 @@
 """PartitionRepair against three real object stores served in-process.
 
-Each "node" is a :class:`~coordsync.server.NodeServer` over its own
+Each "node" is a :class:`~coordsync.obj.server.NodeServer` over its own
 :class:`~coordsync.obj.diskfile.DiskFileManager` in a temporary directory.
 The repair talks to them through :class:`InProcessClient`, a real
-:class:`~coordsync.client.NodeClient` (so REPLICATE, listings and the
-signing are the product's code) whose ``request`` calls the WSGI app
-instead of opening a socket, logs every request, can make a node
-unreachable and can run a hook before a request (to land a write at a
-chosen moment).
+:class:`~coordsync.common.direct_client.NodeClient` (so REPLICATE,
+listings and the signing are the product's code) whose ``request``
+calls the WSGI app instead of opening a socket, logs every request, can
+make a node unreachable and can run a hook before a request (to land a
+write at a chosen moment).
 """
 
 import io
@@ -18,14 +18,14 @@ import urllib.parse
 import pytest
 from oslo_config import cfg
 
-from coordsync import client
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
-from coordsync import repair
-from coordsync import server
-from coordsync import signing
+from coordsync.common import direct_client as client
+from coordsync.common import signing
+from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
-from coordsync.timestamp import Timestamp
+from coordsync.obj import repair
+from coordsync.obj import server
 
 SECRET = 'repair-secret'
 PART = 7
@@ -39,7 +39,8 @@ def ts(offset):
 
 
 class FakeResponse:
-    """What :class:`~coordsync.client.Response` offers, from bytes."""
+    """What :class:`~coordsync.common.direct_client.Response` offers,
+    from bytes."""
 
     def __init__(self, status, headers, body):
         self.status = status

@@ -1,9 +1,9 @@
 from oslo_config import cfg
 
 from coordsync import conf as coordsync_conf
-from coordsync import replicator
+from coordsync.common.ring import builder
 from coordsync.obj import diskfile
-from coordsync.ring import builder
+from coordsync.obj import replicator
 
 
 def job(partition, handoff=False, device='d1'):

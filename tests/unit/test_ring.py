@@ -9,10 +9,10 @@ import stat
 import pytest
 
 from coordsync import exceptions
-from coordsync import hashing
-from coordsync.ring import Ring
-from coordsync.ring import RingBuilder
-from coordsync.ring import ring as ring_file
+from coordsync.common import hashing
+from coordsync.common.ring import Ring
+from coordsync.common.ring import RingBuilder
+from coordsync.common.ring import ring as ring_file
 
 
 def make_builder(part_power, replicas, nodes, weights=(1.0,)):

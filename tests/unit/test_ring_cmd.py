@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from coordsync.cmd import ring as ring_cmd
-from coordsync.ring import Ring
+from coordsync.common.ring import Ring
 
 ERROR_PREFIX = 'coordsync-ring: error: '
 

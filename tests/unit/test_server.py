@@ -10,14 +10,14 @@ import urllib.parse
 import pytest
 from oslo_config import cfg
 
-from coordsync import client
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
-from coordsync import hashing
-from coordsync import server
-from coordsync import signing
+from coordsync.common import direct_client as client
+from coordsync.common import hashing
+from coordsync.common import signing
+from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
-from coordsync.timestamp import Timestamp
+from coordsync.obj import server
 
 SECRET = 'unit-secret'
 NOW = float(int(time.time()))

@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from coordsync import signing
+from coordsync.common import signing
 
 SECRET = 'cluster-secret'
 NOW = 1700000000

@@ -1,4 +1,4 @@
-from coordsync import status
+from coordsync.common import status
 
 NOW = 1_000_000.0
 

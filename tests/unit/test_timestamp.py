@@ -2,7 +2,7 @@ import time
 
 import pytest
 
-from coordsync.timestamp import Timestamp
+from coordsync.common.timestamp import Timestamp
 
 
 @pytest.mark.parametrize('value, normal', [

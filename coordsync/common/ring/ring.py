@@ -26,7 +26,7 @@ import random
 import re
 
 from coordsync import exceptions
-from coordsync import hashing
+from coordsync.common import hashing
 
 FORMAT = 'coordsync-ring'
 VERSION = 1

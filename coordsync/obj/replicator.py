@@ -8,12 +8,12 @@ A pass goes like this on every node at once:
 2. **Plan**: with the coordination group reachable, keep the partitions
    this node owns (tooz's hash ring over the live replicator nodes holding
    a replica), the handoffs, and the partitions whose owner is dead, in
-   that order (:mod:`coordsync.division`). Without the group, fall back
+   that order (:mod:`coordsync.common.division`). Without the group, fall back
    to the static rule: primaries only, push-only, no locks (I5).
 3. **Work**: ``concurrency`` jobs at a time, each under the try-lock
    ``coordsync/replicate/<policy>/<partition>``: a partition locked
    elsewhere is skipped (and counted); a taken one is repaired
-   (:mod:`coordsync.repair`) and always released. A watchdog cancels a
+   (:mod:`coordsync.obj.repair`) and always released. A watchdog cancels a
    job stuck longer than ``lockup_timeout``; a ring file change stops the
    pass (Swift's ``check_ring``).
 4. **Report**: a Swift-style stats line every ``stats_interval``, a recon
@@ -29,14 +29,14 @@ import time
 
 from oslo_log import log as logging
 
-from coordsync import client as client_mod
 from coordsync import concurrency
-from coordsync import division
 from coordsync import exceptions
-from coordsync import repair as repair_mod
-from coordsync import ring as ring_mod
+from coordsync.common import direct_client as client_mod
+from coordsync.common import division
+from coordsync.common import fsutil
+from coordsync.common import ring as ring_mod
 from coordsync.obj import diskfile
-from coordsync.obj import fsutil
+from coordsync.obj import repair as repair_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ObjectReplicator:
     """See the module docstring.
 
     :param conf: ConfigOpts with the node, cluster and replicator options.
-    :param coordinator: a started :class:`~coordsync.coordination.
+    :param coordinator: a started :class:`~coordsync.common.coordination.
         Coordinator` of this process.
     """
 

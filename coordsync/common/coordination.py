@@ -46,9 +46,9 @@ from kazoo import exceptions as kazoo_exceptions
 from oslo_log import log as logging
 
 from coordsync import concurrency
-from coordsync import embedded
 from coordsync import exceptions
 from coordsync import version
+from coordsync.common import embedded
 
 LOG = logging.getLogger(__name__)
 

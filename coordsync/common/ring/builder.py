@@ -9,7 +9,7 @@ import random
 import tempfile
 
 from coordsync import exceptions
-from coordsync.ring import ring
+from coordsync.common.ring import ring
 
 # NOTE: Swift's convention: a device holding partitions it should not
 # hold at all (weight 0, being removed) has an infinite imbalance.
@@ -90,7 +90,7 @@ class RingBuilder:
     (2)``.
 
     The ring file written by ``save`` is what daemons load with
-    ``coordsync.ring.Ring``; nothing changes for them until a rebalance
+    ``coordsync.common.ring.Ring``; nothing changes for them until a rebalance
     is saved. Removing a device therefore only marks it: it keeps
     serving its partitions until the next rebalance moves them away.
     """

@@ -1,7 +1,7 @@
 """What coordsync-status reports: the group's members and their health.
 
 The report is built from the capabilities every member publishes (see
-:meth:`coordsync.coordination.Coordinator._capabilities`). The group is
+:meth:`coordsync.common.coordination.Coordinator._capabilities`). The group is
 *healthy* when every expected member is present (``--expect`` members,
 and one per node of the ring when the config names a readable ring),
 fresh, and reports no errors; *degraded* otherwise; *unreachable* when
@@ -15,9 +15,9 @@ import time
 
 import tooz.coordination
 
-from coordsync import coordination
 from coordsync import exceptions
-from coordsync import ring as ring_mod
+from coordsync.common import coordination
+from coordsync.common import ring as ring_mod
 
 HEALTHY, DEGRADED, UNREACHABLE = 'healthy', 'degraded', 'unreachable'
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, UNREACHABLE: 2}

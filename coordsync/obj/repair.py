@@ -34,10 +34,10 @@ import urllib.parse
 
 from oslo_log import log as logging
 
-from coordsync import client as client_mod
 from coordsync import concurrency
 from coordsync import exceptions
-from coordsync import timestamp
+from coordsync.common import direct_client as client_mod
+from coordsync.common import timestamp
 
 LOG = logging.getLogger(__name__)
 COPY_HEADERS = ('Content-Type', 'Content-Length', 'ETag')

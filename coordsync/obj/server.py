@@ -1,7 +1,7 @@
 """The node server: the backend HTTP API every storage node runs.
 
 Routes (all but the health check must be signed, see
-:mod:`coordsync.signing`)::
+:mod:`coordsync.common.signing`)::
 
     GET       /healthcheck
     PUT|GET|HEAD|DELETE /<device>/<partition>/<account>/<container>/<obj>
@@ -22,8 +22,8 @@ from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import exceptions
-from coordsync import signing
-from coordsync import timestamp
+from coordsync.common import signing
+from coordsync.common import timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import layout
 
