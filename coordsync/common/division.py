@@ -11,18 +11,44 @@ Every node lists the items it could work on and sorts them the same way:
 
 Items owned by another live node are left to it: that is what makes each
 item processed once per pass (invariant I4). The owner is taken from
-tooz's consistent hash ring over the eligible nodes, so a membership
-change moves as few items as possible; the per-item lock is what makes
-the moment of change safe.
+tooz's consistent hash ring, so a membership change moves as few items as
+possible; the per-item lock is what makes the moment of change safe.
+
+One ring serves a whole membership view. A node's points on a consistent
+hash ring do not depend on which other nodes are on it, so "the owner
+among nodes S" is the first node of S met walking the ring from the
+item's position: the same answer a ring built over S alone gives, without
+building one ring per distinct set of eligible nodes (thousands of them
+at 200 nodes and 2^18 partitions).
 """
 
 from tooz import hashring
+
+from coordsync import concurrency
 
 MINE, HANDOFF, TAKEOVER = 'mine', 'handoff', 'takeover'
 # NOTE: points per node on the hash ring. tooz's default (32) splits 4096
 # partitions 27/29/44% over three nodes; 256 gives 32/33/35%, and the
 # busiest node sets the pass time.
 RING_POINTS = 256
+# Items classified between two yields to the hub while planning.
+YIELD_EVERY = 512
+
+
+class _Ring(hashring.HashRing):
+    """tooz's HashRing, asked for the first node of a given set."""
+
+    def first_of(self, key, nodes):
+        # NOTE: tooz's get_nodes(ignore_nodes=...) computes two set
+        # differences over every node of the ring per call; walking the
+        # points directly costs only the steps to the first allowed one.
+        position = self._get_partition(key)
+        points = len(self._partitions)
+        for step in range(points):
+            node = self._get_node((position + step) % points)
+            if node in nodes:
+                return node
+        return None
 
 
 class Division:
@@ -35,25 +61,31 @@ class Division:
     def __init__(self, node, live_nodes):
         self.node = node
         self.live = frozenset(live_nodes) | {node}
-        self._rings = {}
+        self._ring = _Ring(sorted(self.live), partitions=RING_POINTS)
+        self._live_eligible = {}
+
+    def _cover(self, nodes):
+        missing = nodes - self._ring.nodes.keys()
+        if missing:
+            self._ring.add_nodes(sorted(missing))
 
     def owner(self, key, eligible):
         """The node that should work on item ``key`` among ``eligible``."""
         nodes = frozenset(eligible)
         if not nodes:
             return None
-        ring = self._rings.get(nodes)
-        if ring is None:
-            ring = self._rings[nodes] = hashring.HashRing(
-                sorted(nodes), partitions=RING_POINTS)
-        return next(iter(ring.get_nodes(key.encode('utf-8'))))
+        self._cover(nodes)
+        return self._ring.first_of(key.encode('utf-8'), nodes)
 
     def category(self, key, eligible, handoff=False):
         """MINE, HANDOFF, TAKEOVER, or None when another node owns it."""
         if handoff:
             return HANDOFF
-        live_owner = self.owner(key, self.live.intersection(eligible))
-        if live_owner != self.node:
+        eligible = frozenset(eligible)
+        live = self._live_eligible.get(eligible)
+        if live is None:
+            live = self._live_eligible[eligible] = self.live & eligible
+        if self.owner(key, live) != self.node:
             return None
         return MINE if self.owner(key, eligible) == self.node else TAKEOVER
 
@@ -61,14 +93,17 @@ class Division:
         """``jobs`` (with .key, .eligible, .handoff) this node should try.
 
         Returns ``[(category, job)]``: mine, handoffs, takeovers (handoffs
-        first with ``handoffs_first``).
+        first with ``handoffs_first``). Yields to other green threads now
+        and then: a large plan must not starve the heartbeat.
         """
         ranks = ({HANDOFF: 0, MINE: 1, TAKEOVER: 2} if handoffs_first
                  else {MINE: 0, HANDOFF: 1, TAKEOVER: 2})
         chosen = []
-        for job in jobs:
+        for count, job in enumerate(jobs, 1):
             category = self.category(job.key, job.eligible, job.handoff)
             if category is not None:
                 chosen.append((category, job))
+            if count % YIELD_EVERY == 0:
+                concurrency.sleep(0)
         chosen.sort(key=lambda pair: ranks[pair[0]])
         return chosen

@@ -183,3 +183,26 @@ def test_handoffs_are_ordered_per_handoffs_first(handoffs_first, expected):
         keys = [job.key for cat, job in order if cat == category]
         listed = [job.key for job in jobs if job.key in keys]
         assert keys == listed
+
+
+# -- one ring per membership view --------------------------------------------
+
+def test_owner_is_what_a_ring_over_the_eligible_nodes_alone_gives():
+    from tooz import hashring
+    nodes = ['n%d' % i for i in range(40)]
+    rng = random.Random(11)
+    div = division.Division('n0', nodes[:25])
+    for key in KEYS[:300]:
+        eligible = sorted(rng.sample(nodes, 3))
+        alone = hashring.HashRing(eligible,
+                                  partitions=division.RING_POINTS)
+        expected = next(iter(alone.get_nodes(key.encode('utf-8'))))
+        assert div.owner(key, eligible) == expected, (key, eligible)
+
+
+def test_a_plan_over_many_nodes_builds_one_ring():
+    nodes = ['n%d' % i for i in range(200)]
+    jobs = placed_jobs(nodes, 3, keys=KEYS)
+    div = division.Division('n7', nodes)
+    div.order([j for j in jobs if 'n7' in j.eligible])
+    assert set(div._ring.nodes) == set(nodes)
