@@ -17,7 +17,10 @@ driver and adds what tooz leaves to its users:
   says (a lost ZooKeeper session leaves ``lock.acquired`` True);
 * try-locks that behave the same on every backend: ``False`` when held
   elsewhere, :class:`~coordsync.exceptions.CoordinationUnavailable` when
-  the backend cannot answer.
+  the backend cannot answer; taken a window at a time, each grant with a
+  fencing token that only grows per lock name. On ZooKeeper they are
+  plain ephemeral znodes (:mod:`coordsync.common.zklocks`); elsewhere
+  they are tooz's locks (:class:`ToozLocks`).
 
 States, as the heartbeat loop moves between them::
 
@@ -49,6 +52,7 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync import version
 from coordsync.common import embedded
+from coordsync.common import zklocks
 
 LOG = logging.getLogger(__name__)
 
@@ -173,13 +177,124 @@ def _text(value):
     return value.decode('utf-8') if isinstance(value, bytes) else value
 
 
-class _HeldLock:
-    __slots__ = ('tooz_lock', 'epoch', 'token')
+def kazoo_client_of(driver):
+    """The KazooClient of tooz's ZooKeeper driver, None for others."""
+    client = getattr(driver, '_coord', None)
+    return client if isinstance(client, kazoo_client.KazooClient) else None
 
-    def __init__(self, tooz_lock, epoch, token):
-        self.tooz_lock = tooz_lock
+
+class _HeldLock:
+    __slots__ = ('grant', 'epoch')
+
+    def __init__(self, grant, epoch):
+        self.grant = grant
         self.epoch = epoch
+
+
+class _ToozGrant:
+    __slots__ = ('tooz_lock', 'token')
+
+    def __init__(self, tooz_lock, token):
+        self.tooz_lock = tooz_lock
         self.token = token
+
+
+class ToozLocks:
+    """tooz's own locks, for every backend but ZooKeeper.
+
+    Same interface as :class:`~coordsync.common.zklocks.ZooKeeperLocks`.
+    tooz's generic locks expose no grant counter, so the token is
+    ``time.time_ns()`` read after the grant: on one machine (the embedded
+    backend) the clock orders grants; Redis and etcd clusters need their
+    members' clocks kept in sync (NTP) for tokens to grow across nodes.
+
+    :param healthy: callable; releases wait for the backend's answer
+        only while it is True.
+    """
+
+    def __init__(self, driver, op_timeout, logger, healthy):
+        self._driver = driver
+        self._op_timeout = op_timeout
+        self.log = logger
+        self._healthy = healthy
+
+    def take(self, names):
+        grants = {}
+        try:
+            for name in names:
+                grants[name] = self._take(name)
+        except BaseException:
+            for grant in grants.values():
+                if grant is not None:
+                    self.release(grant)
+            raise
+        return grants
+
+    def _take(self, name):
+        tooz_lock = self._driver.get_lock(name.encode('utf-8'))
+        try:
+            taken = self._bounded_acquire(name, tooz_lock)
+        except tooz.coordination.LockAcquireFailed:
+            taken = False
+        except BACKEND_ERRORS as err:
+            raise exceptions.CoordinationUnavailable(
+                'cannot take lock %s: %s' % (name, err)) from err
+        return _ToozGrant(tooz_lock, time.time_ns()) if taken else None
+
+    def _bounded_acquire(self, name, tooz_lock):
+        """tooz's non-blocking acquire, given up after the op timeout.
+
+        NOTE: kazoo retries a lock acquire for as long as the connection
+        is down, so a try-lock begun just before an outage would hold its
+        caller (a whole replication pass) until the backend is back. The
+        attempt goes on in a green thread of its own; a lock it still
+        gets after we gave up is released as soon as it has it.
+        """
+        attempt = concurrency.spawn(tooz_lock.acquire, blocking=False)
+        with concurrency.Timeout(self._op_timeout, False):
+            return attempt.wait()
+        attempt.link(self._release_abandoned, name, tooz_lock)
+        raise exceptions.CoordinationUnavailable(
+            'no answer taking lock %s within %.1fs' % (name,
+                                                       self._op_timeout))
+
+    def _release_abandoned(self, attempt, name, tooz_lock):
+        try:
+            taken = attempt.wait()
+        except (tooz.coordination.LockAcquireFailed, *BACKEND_ERRORS):
+            return
+        if taken:
+            self._release_tooz_lock(name, tooz_lock)
+
+    def release(self, grant):
+        # NOTE: during an outage a release may block until the backend is
+        # back, and an outage may begin during the call; a green thread
+        # finishes it meanwhile.
+        releasing = concurrency.spawn(self._release_tooz_lock,
+                                      grant.tooz_lock.name,
+                                      grant.tooz_lock)
+        if self._healthy():
+            with concurrency.Timeout(self._op_timeout, False):
+                releasing.wait()
+
+    def _release_tooz_lock(self, name, tooz_lock):
+        try:
+            tooz_lock.release()
+        except BACKEND_ERRORS as err:
+            self.log.warning('Could not release lock %s: %s', _text(name),
+                             err)
+
+    def owns(self, grant):
+        return True
+
+    def flush(self):
+        """Nothing to do: tooz releases at once."""
+
+    close = flush
+
+    def list_locks(self):
+        """Always ``[]``: tooz cannot list the locks held on a backend."""
+        return []
 
 
 class Coordinator:
@@ -209,6 +324,7 @@ class Coordinator:
                                         conf.coordination.session_timeout
                                         / 2.0))
         self._driver = None
+        self._locks = None
         self._joined = False
         self._outage_since = None
         self._outages = 0
@@ -257,6 +373,8 @@ class Coordinator:
             self._loop_thread = None
         for name in list(self._held):
             self.release(name)
+        if self._locks is not None:
+            self._locks.close()
         driver, self._driver = self._driver, None
         if driver is None:
             return
@@ -314,24 +432,35 @@ class Coordinator:
             return self._backoff.next()
         self._end_outage()
         self._backoff.reset()
+        # Releases a failure kept back (ZooKeeper) are retried here too.
+        self._locks.flush()
         return self.conf.coordination.heartbeat
 
     def _connect(self):
         driver = connect(self.conf, self.member_id)
         self._watch_session(driver)
         self._driver = driver
+        self._locks = self._lock_table(driver)
         try:
             driver.create_group(self.group.encode('utf-8')).get(
                 timeout=self._op_timeout)
         except tooz.coordination.GroupAlreadyExist:
             pass
 
+    def _lock_table(self, driver):
+        client = kazoo_client_of(driver)
+        if client is None:
+            return ToozLocks(driver, self._op_timeout, self.log,
+                             lambda: self.healthy)
+        return zklocks.ZooKeeperLocks(client, self.group, self.member_id,
+                                      self._op_timeout, self.log)
+
     def _watch_session(self, driver):
         # NOTE: tooz hides kazoo's session events; without them a lost
         # session is noticed only at the next membership check. The
         # listener only flips flags: kazoo forbids blocking in it.
-        client = getattr(driver, '_coord', None)
-        if isinstance(client, kazoo_client.KazooClient):
+        client = kazoo_client_of(driver)
+        if client is not None:
             client.add_listener(self._on_kazoo_state)
 
     def _on_kazoo_state(self, state):
@@ -454,63 +583,37 @@ class Coordinator:
         Raises CoordinationUnavailable when the backend cannot answer, so
         the caller can fall back to its static rule instead of guessing.
         """
-        check_lock_name(name)
-        self._require_healthy()
-        if name in self._held:
-            return False
-        tooz_lock = self._driver.get_lock(name.encode('utf-8'))
-        try:
-            taken = self._bounded_acquire(name, tooz_lock)
-        except tooz.coordination.LockAcquireFailed:
-            taken = False
-        except BACKEND_ERRORS as err:
-            raise exceptions.CoordinationUnavailable(
-                'cannot take lock %s: %s' % (name, err)) from err
-        if taken:
-            # NOTE: tooz's generic locks expose no grant counter; on one
-            # machine (the embedded backend) the clock orders grants.
-            self._held[name] = _HeldLock(tooz_lock, self.epoch,
-                                         time.time_ns())
-        return bool(taken)
+        return self.try_lock_many([name])[name] is not None
 
     def try_lock_many(self, names):
-        """Try-lock every name: ``{name: token}``, token None when held.
+        """Try-lock a window of names: ``{name: token or None}``.
 
-        The token of a grant only grows for a name (fencing): node
-        servers refuse writes carrying an older one.
+        None: held elsewhere, or already held by us. The token of a grant
+        is an int that only grows for a name (fencing): node servers
+        refuse writes carrying an older one. Raises
+        CoordinationUnavailable when the backend cannot answer; whatever
+        was granted by then has been released.
         """
-        return {name: self._held[name].token if self.try_lock(name)
-                else None for name in names}
+        names = list(dict.fromkeys(names))
+        for name in names:
+            check_lock_name(name)
+        self._require_healthy()
+        # NOTE: the epoch is read before asking: a grant that crosses an
+        # outage belongs to the old epoch and is fenced at once.
+        epoch = self.epoch
+        grants = self._locks.take([n for n in names if n not in self._held])
+        tokens = {}
+        for name in names:
+            grant = grants.get(name)
+            if grant is not None:
+                self._held[name] = _HeldLock(grant, epoch)
+            tokens[name] = None if grant is None else grant.token
+        return tokens
 
     def token(self, name):
         """The fencing token of held lock ``name`` (None if not held)."""
         held = self._held.get(name)
-        return None if held is None else held.token
-
-    def _bounded_acquire(self, name, tooz_lock):
-        """tooz's non-blocking acquire, given up after the op timeout.
-
-        NOTE: kazoo retries a lock acquire for as long as the connection
-        is down, so a try-lock begun just before an outage would hold its
-        caller (a whole replication pass) until ZooKeeper is back. The
-        attempt goes on in a green thread of its own; a lock it still
-        gets after we gave up is released as soon as it has it.
-        """
-        attempt = concurrency.spawn(tooz_lock.acquire, blocking=False)
-        with concurrency.Timeout(self._op_timeout, False):
-            return attempt.wait()
-        attempt.link(self._release_abandoned, name, tooz_lock)
-        raise exceptions.CoordinationUnavailable(
-            'no answer taking lock %s within %.1fs' % (name,
-                                                       self._op_timeout))
-
-    def _release_abandoned(self, attempt, name, tooz_lock):
-        try:
-            taken = attempt.wait()
-        except (tooz.coordination.LockAcquireFailed, *BACKEND_ERRORS):
-            return
-        if taken:
-            self._release_tooz_lock(name, tooz_lock)
+        return None if held is None else held.grant.token
 
     def acquire(self, name, timeout=None):
         """Wait up to ``timeout`` seconds (None: forever) for lock ``name``.
@@ -528,37 +631,43 @@ class Coordinator:
             concurrency.sleep(self._rng.uniform(0.05, 0.25))
 
     def release(self, name):
-        """Release lock ``name`` if held; never raises for backend errors."""
+        """Give lock ``name`` back: True if it was held.
+
+        Never raises for backend errors. On ZooKeeper the delete is
+        buffered and sent with others within ~20 ms (see
+        :meth:`flush_releases`); after a lost session there is nothing
+        left to delete.
+        """
         held = self._held.pop(name, None)
         if held is None:
             return False
-        # NOTE: during an outage a ZooKeeper release would block until the
-        # connection is back, and an outage may begin during the call; a
-        # green thread finishes it meanwhile.
-        releasing = concurrency.spawn(self._release_tooz_lock, name,
-                                      held.tooz_lock)
-        if held.epoch == self.epoch and self.healthy:
-            with concurrency.Timeout(self._op_timeout, False):
-                return releasing.wait()
+        self._locks.release(held.grant)
         return True
 
-    def _release_tooz_lock(self, name, tooz_lock):
-        try:
-            tooz_lock.release()
-            return True
-        except BACKEND_ERRORS as err:
-            self.log.warning('Could not release lock %s: %s', name, err)
-            return False
+    def flush_releases(self):
+        """Send the buffered releases now (never raises)."""
+        if self._locks is not None:
+            self._locks.flush()
 
     def is_still_owner(self, name):
-        """True only if ``name`` is held, in this epoch, and tooz agrees."""
+        """True if ``name`` is held, in this epoch, by a healthy member.
+
+        Local and cheap: no backend round trip. On ZooKeeper the session
+        that created the lock must also still be the current one. Storage
+        nodes enforce the fencing tokens, so a stale answer here cannot
+        let an old holder write.
+        """
         held = self._held.get(name)
-        if held is None or held.epoch != self.epoch or not self.healthy:
-            return False
-        try:
-            return bool(held.tooz_lock.is_still_owner())
-        except BACKEND_ERRORS:
-            return False
+        return (held is not None and held.epoch == self.epoch
+                and self.healthy and self._locks.owns(held.grant))
+
+    def list_locks(self):
+        """``[{'name', 'holder', 'age'}]``: who holds which lock.
+
+        Only ZooKeeper can list them; other backends return ``[]``.
+        """
+        self._require_healthy()
+        return self._locks.list_locks()
 
     def held_locks(self):
         return sorted(self._held)

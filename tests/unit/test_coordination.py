@@ -115,6 +115,39 @@ def test_try_lock_is_exclusive_and_release_frees(joined):
     assert first.release(name) is False
 
 
+def test_try_lock_many_tokens_grow_and_held_names_get_none(joined):
+    first, second = joined('n1'), joined('n2')
+    names = ['coordsync/replicate/0/%d' % i for i in range(4)]
+    assert first.try_lock('coordsync/replicate/0/2')
+    tokens = second.try_lock_many(names)
+    assert tokens['coordsync/replicate/0/2'] is None
+    held = {name: t for name, t in tokens.items() if t is not None}
+    assert len(held) == 3 and all(isinstance(t, int) for t in held.values())
+    assert second.try_lock_many(names[:1]) == {names[0]: None}
+    for name in held:
+        assert second.token(name) == held[name]
+        second.release(name)
+    again = first.try_lock_many(names)
+    for name, token in held.items():
+        assert again[name] > token
+    assert second.token(names[0]) is None
+
+
+def test_is_still_owner_asks_no_backend(joined):
+    coordinator = joined()
+    name = 'coordsync/replicate/0/9'
+    assert coordinator.try_lock(name)
+    lock = coordinator._held[name].grant.tooz_lock
+    lock.is_still_owner = lambda: pytest.fail('backend asked')
+    assert coordinator.is_still_owner(name)
+
+
+def test_list_locks_is_empty_without_zookeeper(joined):
+    coordinator = joined()
+    assert coordinator.try_lock('coordsync/replicate/0/1')
+    assert coordinator.list_locks() == []
+
+
 def test_outage_fences_held_locks(joined):
     coordinator = joined()
     name = 'coordsync/replicate/0/3'
