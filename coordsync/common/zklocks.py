@@ -39,7 +39,7 @@ next holder:
   for the whole outage); a create that succeeds after we gave up is
   deleted as soon as its answer arrives.
 
-No pickle: the data is JSON, and only ``list()`` reads it.
+No pickle: the data is JSON, and only ``list_locks()`` reads it.
 """
 
 import collections
@@ -233,11 +233,11 @@ class ZooKeeperLocks:
 
     def _set_tokens(self, paths, stat, session, grants):
         if stat is None or stat.ephemeralOwner != session:
-            # The session ended between the commit and the read: the
-            # window's znodes went with it, and the paths may already be
-            # someone else's, so they must never be deleted by us.
-            for path in paths:
-                del grants[path]
+            # The session ended between the commit and the read (or the
+            # znode was deleted by hand): that path may be someone else's
+            # lock now and is forgotten. The others are released by the
+            # caller, which deletes them only in the same session.
+            del grants[paths[0]]
             raise exceptions.CoordinationUnavailable(
                 'ZooKeeper session ended while taking locks')
         for path in paths:

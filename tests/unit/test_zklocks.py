@@ -487,3 +487,22 @@ def test_coordinator_lists_locks(coordinator):
     rows = coordinator.list_locks()
     assert [row['name'] for row in rows] == NAMES[:2]
     assert {row['holder'] for row in rows} == {coordinator.member_id}
+
+
+def test_a_window_whose_probe_shows_another_owner_is_given_back(locks,
+                                                                client):
+    real = client.exists_async
+
+    def probe_after_a_hand_delete(path):
+        # Between the commit and the read, someone deletes our znode by
+        # hand and another member takes that lock.
+        del client.nodes[path]
+        client.foreign_create(path)
+        return real(path)
+    client.exists_async = probe_after_a_hand_delete
+    with pytest.raises(exceptions.CoordinationUnavailable):
+        locks.take(NAMES)
+    client.exists_async = real
+    locks.flush()
+    assert client.children() == [path(NAMES[0])]
+    assert client.nodes[path(NAMES[0])][2] == 0x999, 'theirs, untouched'
