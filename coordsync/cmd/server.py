@@ -14,6 +14,8 @@ from coordsync import service
 from coordsync.cmd import replicator as replicator_cmd
 from coordsync.common import coordination
 from coordsync.common import daemon
+from coordsync.common import fencing
+from coordsync.common import wsgi
 from coordsync.obj import replicator
 from coordsync.obj import server
 
@@ -23,10 +25,11 @@ def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-server')
     try:
         app = server.NodeServer(conf)
-    except exceptions.ConfigError as err:
+        app.open()
+    except (exceptions.ConfigError, fencing.TokenStoreError) as err:
         print('coordsync-server: error: %s' % err, file=sys.stderr)
         return service.EXIT_CONFIG_ERROR
-    services = [server.WSGIService(conf, app)]
+    services = [wsgi.WSGIService(conf, app)]
     if conf.replicator.run_in_server:
         try:
             coordinator, worker = replicator_cmd.make_replicator(

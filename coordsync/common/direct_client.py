@@ -1,34 +1,90 @@
-"""Talking to node servers: one signed request to one node.
+"""Talking to node servers: signed requests over pooled connections.
 
 :class:`NodeClient` is what every daemon uses to reach another node's
-server (Swift's ``direct_client``).
+server (Swift's ``direct_client``), and this module builds every path of
+the node API, so that the server's routes and the clients' requests
+share one spelling of each::
+
+    /healthcheck
+    /objects/<device>/<partition>/<account>/<container>/<object>
+    /objects/<device>/<partition>[/<suffix>-<suffix>...]   (REPLICATE)
+    /object-suffixes/<device>/<partition>/<suffix>         (listing)
+    /object-hashes/<device>/<partition>/<suffix>/<hash>    (by hash)
+
+Connections are kept alive per node (urllib3) and reused; bodies are
+streamed both ways.
 """
 
-import http.client
+import hashlib
 import json
 import urllib.parse
 
+import urllib3
 from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import exceptions
+from coordsync.common import fencing
 from coordsync.common import signing
 
 LOG = logging.getLogger(__name__)
 
 CHUNK_SIZE = 65536
+HEALTHCHECK = '/healthcheck'
+OBJECTS = '/objects'
+OBJECT_SUFFIXES = '/object-suffixes'
+OBJECT_HASHES = '/object-hashes'
+# NOTE: nodes whose idle connections are kept; beyond it the least
+# recently used node's are closed.
+MAX_NODES = 512
+# NOTE: urllib3 sends "Content-Length: 0" with a bodiless request of any
+# other method; it is signed, so the client sets it itself.
+_METHODS_WITHOUT_BODY = ('GET', 'HEAD', 'DELETE', 'TRACE', 'OPTIONS',
+                         'CONNECT')
 
 
 class NodeError(exceptions.CoordsyncError):
-    """A node could not be reached or did not answer in time."""
+    """A node could not be reached, did not answer in time, or refused.
+
+    ``fenced`` is True when the node refused the request's fencing token
+    (a newer holder of the item's lock talked to it).
+    """
+
+    def __init__(self, message, fenced=False):
+        super().__init__(message)
+        self.fenced = fenced
+
+
+def _quote(text):
+    return urllib.parse.quote(text, safe='')
 
 
 def object_path(device, partition, account, container, obj):
     """The quoted request path of an object on a device."""
-    return '/%s/%d/%s' % (
-        urllib.parse.quote(device, safe=''), partition,
+    return '%s/%s/%d/%s' % (
+        OBJECTS, _quote(device), partition,
         urllib.parse.quote('%s/%s/%s' % (account, container, obj),
                            safe='/'))
+
+
+def replicate_path(device, partition, suffixes=()):
+    """REPLICATE path of a partition, naming the suffixes to rehash."""
+    path = '%s/%s/%d' % (OBJECTS, _quote(device), partition)
+    if suffixes:
+        path += '/' + '-'.join(suffixes)
+    return path
+
+
+def suffix_path(device, partition, suffix):
+    """Path of the object listing of one suffix."""
+    return '%s/%s/%d/%s' % (OBJECT_SUFFIXES, _quote(device), partition,
+                            suffix)
+
+
+def object_hash_path(device, partition, obj_hash):
+    """Path of the newest file of an object, found by its hash."""
+    return '%s/%s/%d/%s/%s' % (OBJECT_HASHES, _quote(device), partition,
+                               obj_hash[-3:], obj_hash)
 
 
 def node_label(node):
@@ -36,25 +92,43 @@ def node_label(node):
 
 
 class Response:
-    """Status, headers (lower-cased keys) and the unread body of a reply."""
+    """Status, headers (lower-cased keys) and the unread body of a reply.
 
-    def __init__(self, conn, resp):
-        self._conn = conn
+    Read the body (``read``, ``iter_body``, ``json``) or ``close()`` it:
+    a fully read reply gives its connection back to the pool for the
+    next request to that node; one closed early closes the connection.
+    """
+
+    def __init__(self, resp, label, on_close=None):
         self._resp = resp
+        self._label = label
+        self._on_close = on_close
+        self._finished = False
         self.status = resp.status
-        self.headers = {k.lower(): v for k, v in resp.getheaders()}
+        self.headers = {k.lower(): v
+                        for k, v in resp.headers.itermerged()}
 
     def read(self):
         try:
-            return self._resp.read()
+            data = self._resp.read()
+            self._finished = True
+            return data
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise NodeError('reading from %s: %s' % (
+                self._label, _reason(err))) from err
         finally:
             self.close()
 
     def iter_body(self, chunk_size=CHUNK_SIZE):
         try:
             while True:
-                chunk = self._resp.read(chunk_size)
+                try:
+                    chunk = self._resp.read(chunk_size)
+                except (urllib3.exceptions.HTTPError, OSError) as err:
+                    raise NodeError('reading from %s: %s' % (
+                        self._label, _reason(err))) from err
                 if not chunk:
+                    self._finished = True
                     return
                 yield chunk
         finally:
@@ -64,74 +138,186 @@ class Response:
         return json.loads(self.read().decode('utf-8'))
 
     def close(self):
-        self._conn.close()
+        resp, self._resp = self._resp, None
+        if resp is None:
+            return
+        try:
+            if self._finished:
+                pass
+            elif resp.length_remaining == 0:
+                resp.read()  # NOTE: no body (HEAD, 204): no I/O.
+            else:
+                # NOTE: an unread body would be the next reply's start.
+                resp.close()
+            resp.release_conn()
+        except (urllib3.exceptions.HTTPError, OSError):
+            resp.close()
+            resp.release_conn()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+    def __del__(self):
+        # NOTE: a reply dropped unread must not hold its node's slot.
+        if getattr(self, '_resp', None) is not None:
+            self.close()
 
 
 class NodeClient:
-    """Signed requests to node servers, with connect and answer timeouts."""
+    """Signed requests to node servers, with connect and answer timeouts.
 
-    def __init__(self, conf):
+    :param conf: ConfigOpts with ``cluster_secret`` and ``[client]``.
+    :param member_id: this process's coordination member id, sent (and
+        signed) in ``X-Coordsync-Member`` so a node can tell who sent a
+        request, e.g. one it fenced.
+    """
+
+    def __init__(self, conf, member_id=None):
         if not conf.cluster_secret:
             raise exceptions.ConfigError(
                 '[DEFAULT] cluster_secret is required to talk to nodes')
         self._secret = conf.cluster_secret
         self.conn_timeout = conf.client.conn_timeout
         self.node_timeout = conf.client.node_timeout
+        self.member_id = member_id
+        self._per_node = conf.client.connections_per_node
+        self._slots = {}
+        self._pools = urllib3.PoolManager(
+            num_pools=MAX_NODES, maxsize=self._per_node, block=False,
+            retries=False, timeout=urllib3.Timeout(
+                connect=self.conn_timeout, read=self.node_timeout))
+
+    def signed_headers(self, method, path, query='', headers=None,
+                       body=None, fence=None):
+        """The headers to send: ``headers`` plus framing, member, fence
+        and the signature over them."""
+        headers = dict(headers or {})
+        present = {k.lower() for k in headers}
+        if 'content-length' not in present:
+            if isinstance(body, bytes):
+                headers['Content-Length'] = str(len(body))
+            elif body is None and \
+                    method.upper() not in _METHODS_WITHOUT_BODY:
+                headers['Content-Length'] = '0'
+        if isinstance(body, bytes) and 'etag' not in present:
+            # NOTE: the signed ETag is what binds a write to its body.
+            headers['ETag'] = hashlib.md5(body).hexdigest()
+        if self.member_id:
+            headers[signing.MEMBER_HEADER] = urllib.parse.quote(
+                self.member_id, safe='@')
+        if fence is not None:
+            headers.update(fence.headers())
+        headers.update(signing.sign(self._secret, method, path, query,
+                                    headers))
+        return headers
 
     def request(self, node, method, path, headers=None, body=None,
-                query=''):
+                query='', fence=None):
         """Send a request; return a :class:`Response` (caller reads it).
 
         ``body`` is bytes or an iterable of bytes (sent chunked unless a
-        Content-Length header is given). Raises NodeError when the node
-        cannot be reached or is too slow.
+        Content-Length header is given). ``fence`` (a
+        :class:`~coordsync.common.fencing.Fence`) is sent and signed
+        with it. Raises NodeError when the node cannot be reached or is
+        too slow.
         """
-        headers = dict(headers or {})
-        headers.update(signing.sign(self._secret, method, path, query,
-                                    headers.get('X-Timestamp', '')))
-        url = path + ('?' + query if query else '')
-        conn = http.client.HTTPConnection(node['ip'], node['port'],
-                                          timeout=self.conn_timeout)
+        headers = self.signed_headers(method, path, query, headers, body,
+                                      fence)
+        return self._send(node, method, path, query, headers, body)
+
+    def _send(self, node, method, path, query, headers, body):
+        """The transport: one request on a pooled connection."""
+        url = 'http://%s:%s%s' % (_host(node['ip']), node['port'], path)
+        if query:
+            url += '?' + query
+        chunked = (body is not None and not isinstance(body, bytes)
+                   and 'content-length' not in {k.lower() for k in headers})
+        release = self._take_slot(node)
         try:
-            conn.connect()
-            conn.sock.settimeout(self.node_timeout)
-            chunked = (body is not None and not isinstance(body, bytes)
-                       and 'Content-Length' not in headers)
-            conn.request(method, url, body=body, headers=headers,
-                         encode_chunked=chunked)
-            return Response(conn, conn.getresponse())
-        except (OSError, http.client.HTTPException) as err:
-            conn.close()
+            resp = self._pools.urlopen(
+                method, url, body=body, headers=headers, chunked=chunked,
+                redirect=False, preload_content=False,
+                decode_content=False)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            release()
             raise NodeError('%s %s on %s: %s' % (
-                method, path, node_label(node), err or type(err).__name__)
-            ) from err
+                method, path, node_label(node),
+                _reason(err))) from err
+        except BaseException:
+            release()
+            raise
+        return Response(resp, node_label(node), release)
+
+    def _take_slot(self, node):
+        """Wait for one of the node's connections; return its release.
+
+        NOTE: this bounds the connections to a node (and so what this
+        process costs that node's ``max_connections``); urllib3 itself
+        would open more and log a warning for each one it closes. The
+        wait is bounded: a caller holding every slot and asking for one
+        more gets an error, not a deadlock.
+        """
+        key = (node['ip'], node['port'])
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = self._slots[key] = concurrency.Semaphore(self._per_node)
+        if not slots.acquire(timeout=self.node_timeout):
+            raise NodeError('%s: %d requests to it still open after %ss'
+                            % (node_label(node), self._per_node,
+                               self.node_timeout))
+        released = []
+
+        def release():
+            if not released:
+                released.append(True)
+                slots.release()
+        return release
 
     def call(self, node, method, path, **kwargs):
         """Like :meth:`request` but read the whole body: (status, hdrs, b)."""
         resp = self.request(node, method, path, **kwargs)
         return resp.status, resp.headers, resp.read()
 
-    def _get_json(self, node, method, path):
-        resp = self.request(node, method, path)
+    def _get_json(self, node, method, path, fence):
+        resp = self.request(node, method, path, fence=fence)
         if resp.status != 200:
-            resp.close()
-            raise NodeError('%s %s on %s: %s'
-                            % (method, path, node_label(node), resp.status))
+            reason = resp.read()[:200].decode('utf-8', 'replace').strip()
+            raise NodeError('%s %s on %s: %s %s' % (
+                method, path, node_label(node), resp.status, reason),
+                fenced=is_fenced(resp))
         return resp.json()
 
-    def replicate(self, node, partition, suffixes=()):
+    def replicate(self, node, partition, suffixes=(), fence=None):
         """Suffix hashes of ``partition`` on ``node`` (recomputing some)."""
-        path = '/%s/%d' % (urllib.parse.quote(node['device'], safe=''),
-                           partition)
-        if suffixes:
-            path += '/' + '-'.join(suffixes)
-        return self._get_json(node, 'REPLICATE', path)
+        return self._get_json(node, 'REPLICATE', replicate_path(
+            node['device'], partition, suffixes), fence)
 
-    def list_suffix(self, node, partition, suffix):
+    def list_suffix(self, node, partition, suffix, fence=None):
         """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix on a node."""
-        path = '/%s/%d/%s' % (urllib.parse.quote(node['device'], safe=''),
-                              partition, suffix)
-        return self._get_json(node, 'GET', path)
+        return self._get_json(node, 'GET', suffix_path(
+            node['device'], partition, suffix), fence)
+
+    def get_by_hash(self, node, partition, obj_hash, fence=None):
+        """The :class:`Response` to a GET of the newest file of an object
+        by hash (``X-Object-Name`` names it, also on a tombstone's 404)."""
+        return self.request(node, 'GET', object_hash_path(
+            node['device'], partition, obj_hash), fence=fence)
+
+
+def is_fenced(resp):
+    """Did the node refuse the request's fencing token?"""
+    return resp.status == 409 and resp.headers.get(
+        fencing.FENCED_HEADER.lower()) == 'true'
+
+
+def _host(ip):
+    return '[%s]' % ip if ':' in ip else ip
+
+
+def _reason(err):
+    """The socket's reason, without urllib3's pool and connection repr."""
+    text = str(getattr(err, 'reason', None) or err) or type(err).__name__
+    return text.split('): ', 1)[-1]
 
 
 def concurrent_map(func, items):

@@ -1,56 +1,92 @@
 """Signatures on requests between nodes, from the cluster secret.
 
 A request carries ``X-Coordsync-Date`` (Unix seconds) and
-``X-Coordsync-Signature``, the hex HMAC-SHA256 of::
+``X-Coordsync-Signature``, the hex HMAC-SHA256 of these lines::
 
-    METHOD \\n PATH \\n QUERY \\n DATE \\n X-TIMESTAMP
+    coordsync-v2
+    METHOD
+    PATH                  (as sent, still quoted)
+    QUERY
+    DATE
+    X-Timestamp
+    ETag
+    Content-Length
+    X-Coordsync-Member    (who sent it)
+    X-Coordsync-Item      (the fence: which locked item ...)
+    X-Coordsync-Token     (... and the holder's token)
 
-The body is not signed (objects are checked by their ETag on write);
-the date bounds replays to the allowed clock skew.
+an absent header signing as an empty line (and a header cannot hold a
+line break, so no two requests sign alike). ``ETag`` and
+``Content-Length`` bind a write to its body: a captured PUT cannot be
+sent again with another one (the server checks the body against both).
+The date bounds replays of a whole request to the allowed clock skew.
 """
 
 import hashlib
 import hmac
+import re
 import time
 
 DATE_HEADER = 'X-Coordsync-Date'
 SIGNATURE_HEADER = 'X-Coordsync-Signature'
+MEMBER_HEADER = 'X-Coordsync-Member'
+# NOTE: the names of coordsync.common.fencing's headers, repeated here so
+# that signing needs nothing but the standard library.
+SIGNED_HEADERS = ('X-Timestamp', 'ETag', 'Content-Length', MEMBER_HEADER,
+                  'X-Coordsync-Item', 'X-Coordsync-Token')
+VERSION = 'coordsync-v2'
+# Unix seconds: up to 12 digits (year 33658) keeps every date arithmetic
+# on small integers.
+_DATE_RE = re.compile(r'[0-9]{1,12}\Z')
+_SIGNATURE_RE = re.compile(r'[0-9a-f]{64}\Z')
 
 
-def _message(method, path, query, date, x_timestamp):
-    return '\n'.join((method.upper(), path, query or '', date,
-                      x_timestamp or '')).encode('utf-8')
+def _message(method, path, query, date, header):
+    lines = [VERSION, method.upper(), path, query or '', date]
+    lines.extend(header(name) or '' for name in SIGNED_HEADERS)
+    return '\n'.join(lines).encode('utf-8', 'surrogateescape')
 
 
-def sign(secret, method, path, query='', x_timestamp='', now=None):
-    """Headers to add to a request (``path`` as sent, still quoted)."""
-    date = '%d' % int(time.time() if now is None else now)
-    mac = hmac.new(secret.encode('utf-8'),
-                   _message(method, path, query, date, x_timestamp),
-                   hashlib.sha256)
-    return {DATE_HEADER: date, SIGNATURE_HEADER: mac.hexdigest()}
+def _mac(secret, message):
+    return hmac.new(secret.encode('utf-8'), message,
+                    hashlib.sha256).hexdigest()
 
 
-def verify(secret, method, path, query, headers_get, max_skew, now=None):
-    """None if the request is signed well, else the reason it is not.
+def _getter(headers):
+    """Case-insensitive ``get`` of a header dict."""
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    return lambda name: lowered.get(name.lower())
 
-    ``headers_get(name)`` returns a header's value or None.
+
+def sign(secret, method, path, query='', headers=None, now=None):
+    """The date and signature headers to add to a request.
+
+    ``path`` as sent (still quoted); ``headers`` the request's other
+    headers, of which :data:`SIGNED_HEADERS` are signed.
     """
-    date = headers_get(DATE_HEADER)
-    signature = headers_get(SIGNATURE_HEADER)
+    date = '%d' % int(time.time() if now is None else now)
+    mac = _mac(secret, _message(method, path, query, date,
+                                _getter(headers)))
+    return {DATE_HEADER: date, SIGNATURE_HEADER: mac}
+
+
+def verify(secret, method, path, query, header, max_skew, now=None):
+    """None if the request is signed well, else the reason (one line).
+
+    ``header(name)`` returns a header's value or None.
+    """
+    date = header(DATE_HEADER)
+    signature = header(SIGNATURE_HEADER)
     if not date or not signature:
         return 'request is not signed'
-    try:
-        skew = abs((time.time() if now is None else now) - int(date))
-    except ValueError:
+    if not _DATE_RE.match(date):
         return 'bad %s' % DATE_HEADER
+    skew = abs((time.time() if now is None else now) - int(date))
     if skew > max_skew:
         return 'request date is %ds off this node\'s clock' % skew
-    expected = hmac.new(
-        secret.encode('utf-8'),
-        _message(method, path, query, date,
-                 headers_get('X-Timestamp') or ''),
-        hashlib.sha256).hexdigest()
+    if not _SIGNATURE_RE.match(signature):
+        return 'bad signature'
+    expected = _mac(secret, _message(method, path, query, date, header))
     if not hmac.compare_digest(expected, signature):
         return 'bad signature'
     return None

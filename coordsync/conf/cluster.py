@@ -31,16 +31,30 @@ CLUSTER_OPTS = [
 
 SERVER_GROUP = cfg.OptGroup('server', title='Node server options')
 SERVER_OPTS = [
-    cfg.IntOpt('max_clients', default=1024, min=1, max=65536,
-               help='Most concurrent requests one node server handles.'),
+    cfg.IntOpt('max_connections', default=1024, min=1, max=65536,
+               deprecated_name='max_clients', deprecated_group='server',
+               help='Most client connections one node server keeps open '
+                    '(idle keep-alive ones included; each is a green '
+                    'thread and a file descriptor). Beyond it a new '
+                    'connection is answered 503 as soon as its request '
+                    'line is in (or after 2 s) and closed, except a '
+                    'health check, which still gets its 200.'),
     cfg.IntOpt('backlog', default=4096, min=1,
                help='Listen backlog of the node server socket.'),
     cfg.FloatOpt('client_timeout', default=60.0, min=1.0,
-                 help='Seconds to wait for a client to send more of a '
-                      'request body.'),
+                 help='Seconds a client connection may stay silent: '
+                      'waiting for a request (idle keep-alive), for more '
+                      'of its headers or body, or for it to take the '
+                      'answer. Then it is closed.'),
     cfg.IntOpt('max_clock_skew', default=300, min=5, max=86400,
                help='Seconds a signed request\'s date may differ from this '
                     'node\'s clock before it is rejected (bounds replays).'),
+    cfg.StrOpt('fence_db', default='$state_path/fencing.db',
+               help='SQLite file with the highest fencing token accepted '
+                    'per locked item (see X-Coordsync-Token). Shared by '
+                    'the node server and the workers of this node; it '
+                    'must survive restarts, so keep it on a disk, not in '
+                    'a tmpfs.'),
 ]
 
 CLIENT_GROUP = cfg.OptGroup('client',
@@ -50,6 +64,12 @@ CLIENT_OPTS = [
                  help='Seconds to wait for a connection to a node.'),
     cfg.FloatOpt('node_timeout', default=30.0, min=0.5,
                  help='Seconds to wait for a node to answer.'),
+    cfg.IntOpt('connections_per_node', default=16, min=1, max=1024,
+               help='Most connections one process opens to one node (more '
+                    'requests wait for one). They are kept alive for '
+                    'the next request; the node closes idle ones after '
+                    'its [server] client_timeout, and each counts '
+                    'against its [server] max_connections meanwhile.'),
 ]
 
 

@@ -164,10 +164,8 @@ class PartitionRepair:
 
     def _pull(self, source, obj_hash):
         """Store locally the newest version ``source`` has of obj_hash."""
-        suffix = obj_hash[-3:]
-        path = '/%s/%d/%s/%s' % (urllib.parse.quote(source.node['device']),
-                                 self.partition, suffix, obj_hash)
-        resp = self.client.request(source.node, 'GET', path)
+        resp = self.client.get_by_hash(source.node, self.partition,
+                                       obj_hash)
         try:
             name = urllib.parse.unquote(resp.headers.get('x-object-name',
                                                          ''))
@@ -177,7 +175,7 @@ class PartitionRepair:
                 return
             if resp.status != 200:
                 raise client_mod.NodeError('pull %s from %s: %s'
-                                           % (path, source.label,
+                                           % (obj_hash, source.label,
                                               resp.status))
             metadata = {'X-Timestamp': resp.headers['x-timestamp']}
             for key, value in resp.headers.items():

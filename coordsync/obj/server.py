@@ -1,29 +1,32 @@
 """The node server: the backend HTTP API every storage node runs.
 
-Routes (all but the health check must be signed, see
-:mod:`coordsync.common.signing`)::
+Object routes (all signed, see :mod:`coordsync.common.signing`; paths
+built by :mod:`coordsync.common.direct_client`)::
 
-    GET       /healthcheck
-    PUT|GET|HEAD|DELETE /<device>/<partition>/<account>/<container>/<obj>
-    REPLICATE /<device>/<partition>[/<suffix>-<suffix>...]
-    GET       /<device>/<partition>/<suffix>     (object listing of a suffix)
-    GET       /<device>/<partition>/<suffix>/<hash>  (newest file, by hash)
+    GET|HEAD  /healthcheck                          (unsigned)
+    PUT|GET|HEAD|DELETE /objects/<dev>/<part>/<account>/<container>/<obj>
+    REPLICATE /objects/<dev>/<part>[/<suffix>-<suffix>...]
+    GET       /object-suffixes/<dev>/<part>/<suffix>    (object listing)
+    GET|HEAD  /object-hashes/<dev>/<part>/<suffix>/<hash>  (newest file)
 
 Every path component is validated before anything touches a disk; a bad
 request gets a 4xx with a one-line reason and changes nothing. Writes
 carry ``X-Timestamp``; a write not newer than what is stored gets 409.
-An unknown or unmounted device gets 507.
+An unknown or unmounted device gets 507. Signatures and fencing tokens
+are checked by :class:`~coordsync.common.wsgi.NodeApp` for every route.
 """
 
-import json
+import re
 import urllib.parse
 
 from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import exceptions
-from coordsync.common import signing
+from coordsync.common import direct_client
 from coordsync.common import timestamp
+from coordsync.common import wsgi
+from coordsync.common.wsgi import HTTPError
 from coordsync.obj import diskfile
 from coordsync.obj import layout
 
@@ -32,30 +35,10 @@ LOG = logging.getLogger(__name__)
 MAX_ACCOUNT_LENGTH = 256
 MAX_CONTAINER_LENGTH = 256
 MAX_OBJECT_LENGTH = 1024
-CHUNK_SIZE = 65536
 META_PREFIX = 'x-object-meta-'
-
-
-class HTTPError(Exception):
-    def __init__(self, status, reason, headers=None):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or {}
-
-
-STATUS_TEXT = {
-    200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request',
-    401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
-    409: 'Conflict', 411: 'Length Required', 412: 'Precondition Failed',
-    413: 'Request Entity Too Large', 422: 'Unprocessable Entity',
-    499: 'Client Disconnect', 500: 'Internal Server Error',
-    507: 'Insufficient Storage',
-}
-
-
-def _status_line(code):
-    return '%d %s' % (code, STATUS_TEXT.get(code, 'Unknown'))
+POLICY = 0  # NOTE: objects/ is policy 0, the only one so far.
+_CONTENT_LENGTH_RE = re.compile(r'[0-9]{1,19}\Z')
+_ETAG_RE = re.compile(r'[0-9a-f]{32}\Z')
 
 
 def _check_name(kind, value, max_length, allow_slash=False):
@@ -73,15 +56,6 @@ def _check_name(kind, value, max_length, allow_slash=False):
     if any(p in ('', '.', '..') for p in parts):
         raise HTTPError(400, 'empty, "." or ".." segment in %s name' % kind)
     return value
-
-
-def _decode_path(env):
-    """PATH_INFO as text: WSGI hands it over as latin-1-decoded bytes."""
-    raw = env.get('PATH_INFO', '')
-    try:
-        return raw.encode('latin-1').decode('utf-8')
-    except UnicodeError:
-        raise HTTPError(400, 'path is not valid UTF-8') from None
 
 
 def _check_device(device):
@@ -102,43 +76,79 @@ def _check_suffixes(text):
     suffixes = text.split('-')
     for suffix in suffixes:
         if not layout.is_suffix(suffix):
-            raise HTTPError(400, 'bad suffix %r' % suffix)
+            raise HTTPError(400, 'bad suffix %r' % suffix[:16])
     return suffixes
 
 
-def _x_timestamp(env, required=True):
-    value = env.get('HTTP_X_TIMESTAMP')
+def _device_partition(parts, shape):
+    """Check the number of ``parts`` and their device and partition."""
+    if len(parts) < 2:
+        raise HTTPError(400, 'expected %s' % shape)
+    return {'device': _check_device(parts[0]),
+            'partition': _check_partition(parts[1])}
+
+
+# -- parsing each route's path ------------------------------------------------
+
+def parse_object(parts):
+    args = _device_partition(parts, '/<device>/<partition>/<account>/'
+                                    '<container>/<object>')
+    if len(parts) < 5:
+        raise HTTPError(400, 'expected /<device>/<partition>/<account>/'
+                             '<container>/<object>')
+    args['account'] = _check_name('account', parts[2], MAX_ACCOUNT_LENGTH)
+    args['container'] = _check_name('container', parts[3],
+                                    MAX_CONTAINER_LENGTH)
+    args['obj'] = _check_name('object', '/'.join(parts[4:]),
+                              MAX_OBJECT_LENGTH, allow_slash=True)
+    return args
+
+
+def parse_replicate(parts):
+    shape = '/<device>/<partition>[/<suffix>-<suffix>...]'
+    args = _device_partition(parts, shape)
+    if len(parts) > 3:
+        raise HTTPError(400, 'expected %s' % shape)
+    args['suffixes'] = _check_suffixes(parts[2]) if len(parts) == 3 \
+        else ()
+    return args
+
+
+def parse_suffix(parts):
+    shape = '/<device>/<partition>/<suffix>'
+    args = _device_partition(parts, shape)
+    if len(parts) != 3:
+        raise HTTPError(400, 'expected %s' % shape)
+    suffixes = _check_suffixes(parts[2])
+    if len(suffixes) != 1:
+        raise HTTPError(400, 'list one suffix at a time')
+    args['suffix'] = suffixes[0]
+    return args
+
+
+def parse_hash(parts):
+    shape = '/<device>/<partition>/<suffix>/<hash>'
+    args = _device_partition(parts, shape)
+    if len(parts) != 4:
+        raise HTTPError(400, 'expected %s' % shape)
+    suffix, obj_hash = parts[2], parts[3]
+    if not layout.is_suffix(suffix) or not layout.is_hash(obj_hash) \
+            or not obj_hash.endswith(suffix):
+        raise HTTPError(400, 'bad object hash %r' % obj_hash[:40])
+    args['obj_hash'] = obj_hash
+    return args
+
+
+# -- headers and disk errors --------------------------------------------------
+
+def _x_timestamp(req):
+    value = req.header('X-Timestamp')
     if value is None:
-        if required:
-            raise HTTPError(400, 'missing X-Timestamp')
-        return None
+        raise HTTPError(400, 'missing X-Timestamp')
     try:
         return timestamp.Timestamp(value)
     except ValueError as err:
         raise HTTPError(400, 'bad X-Timestamp: %s' % err) from None
-
-
-class Request:
-    """What a handler needs of one request, validated."""
-
-    def __init__(self, env):
-        self.env = env
-        self.method = env['REQUEST_METHOD']
-        self.path = _decode_path(env)
-        if not self.path.startswith('/'):
-            raise HTTPError(400, 'path must start with /')
-        self.parts = self.path[1:].split('/')
-
-    def header(self, name):
-        key = name.upper().replace('-', '_')
-        # NOTE: WSGI keeps these two out of the HTTP_ namespace (PEP 3333).
-        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
-            return self.env.get(key)
-        return self.env.get('HTTP_' + key)
-
-    def raw_path(self):
-        return self.env.get('RAW_PATH_INFO') or urllib.parse.quote(
-            self.path)
 
 
 def _stored_at(err):
@@ -171,11 +181,6 @@ def _http_error(err):
     return HTTPError(500, 'disk error: %s' % err)
 
 
-def _json_response(status, payload):
-    body = json.dumps(payload, sort_keys=True).encode('utf-8')
-    return status, {'Content-Type': 'application/json'}, [body]
-
-
 def _metadata_headers(metadata):
     headers = {'X-Timestamp': metadata['X-Timestamp'],
                'Content-Type': metadata.get('Content-Type',
@@ -188,86 +193,56 @@ def _metadata_headers(metadata):
     return headers
 
 
-class NodeServer:
-    """The WSGI application of one node.
+def _put_metadata(req, when):
+    metadata = {'X-Timestamp': when.normal,
+                'Content-Type': req.header('Content-Type')
+                or 'application/octet-stream'}
+    length = req.header('Content-Length')
+    chunked = 'chunked' in (req.header('Transfer-Encoding') or '')
+    if length in (None, '') and not chunked:
+        raise HTTPError(411, 'Content-Length or chunked encoding required')
+    if length not in (None, ''):
+        if not _CONTENT_LENGTH_RE.match(length):
+            raise HTTPError(400, 'bad Content-Length')
+        metadata['Content-Length'] = int(length)
+    etag = req.header('ETag')
+    if etag:
+        etag = etag.strip('"').lower()
+        if not _ETAG_RE.match(etag):
+            raise HTTPError(400, 'bad ETag')
+        metadata['ETag'] = etag
+    for key, value in req.env.items():
+        if key.startswith('HTTP_X_OBJECT_META_'):
+            name = 'X-Object-Meta-' + key[19:].replace('_', '-').title()
+            metadata[name] = value
+    return metadata
 
-    :param conf: ConfigOpts with the node, cluster and server options.
-    :param manager: a :class:`~coordsync.obj.diskfile.DiskFileManager`
-        (made from ``conf`` when omitted).
-    """
 
-    def __init__(self, conf, manager=None, logger=None):
-        self.conf = conf
+# -- the handlers -------------------------------------------------------------
+
+class ObjectRoutes:
+    """The object handlers of a node, over one DiskFileManager."""
+
+    def __init__(self, manager, logger=None):
+        self.manager = manager
         self.log = logger or LOG
-        if not conf.cluster_secret:
-            raise exceptions.ConfigError(
-                '[DEFAULT] cluster_secret is required by the node server')
-        self.manager = manager or diskfile.DiskFileManager(
-            conf.devices, mount_check=conf.mount_check,
-            reclaim_age=conf.reclaim_age,
-            hash_prefix=conf.hash_path_prefix,
-            hash_suffix=conf.hash_path_suffix, logger=self.log)
 
-    def __call__(self, env, start_response):
-        try:
-            status, headers, body = self.handle(env)
-        except HTTPError as err:
-            status, headers = err.status, dict(err.headers)
-            headers['Content-Type'] = 'text/plain; charset=utf-8'
-            body = [(err.reason + '\n').encode('utf-8')]
-            if status >= 500:
-                self.log.error('%s %s: %s', env.get('REQUEST_METHOD'),
-                               env.get('PATH_INFO'), err.reason)
-        if isinstance(body, list):
-            headers.setdefault('Content-Length',
-                               str(sum(len(b) for b in body)))
-        start_response(_status_line(status), list(headers.items()))
-        if env['REQUEST_METHOD'] == 'HEAD':
-            if hasattr(body, 'close'):
-                body.close()
-            return []
-        return body
-
-    def handle(self, env):
-        req = Request(env)
-        if req.path == '/healthcheck':
-            if req.method not in ('GET', 'HEAD'):
-                raise HTTPError(405, 'healthcheck is GET or HEAD')
-            return 200, {'Content-Type': 'text/plain'}, [b'OK\n']
-        self._authenticate(req)
-        if req.method == 'REPLICATE':
-            return self.replicate(req)
-        if len(req.parts) == 3 and req.method == 'GET':
-            return self.list_suffix(req)
-        if len(req.parts) == 4 and req.method in ('GET', 'HEAD'):
-            return self.get_by_hash(req)
-        if len(req.parts) < 5:
-            raise HTTPError(400, 'expected /<device>/<partition>/<account>/'
-                                 '<container>/<object>')
-        handler = {'PUT': self.put, 'GET': self.get, 'HEAD': self.get,
-                   'DELETE': self.delete}.get(req.method)
-        if handler is None:
-            raise HTTPError(405, 'method %s not allowed' % req.method)
-        return handler(req, self._object(req))
-
-    def _authenticate(self, req):
-        reason = signing.verify(
-            self.conf.cluster_secret, req.method, req.raw_path(),
-            req.env.get('QUERY_STRING', ''), req.header,
-            self.conf.server.max_clock_skew)
-        if reason:
-            raise HTTPError(401, reason)
-
-    def _object(self, req):
-        device = _check_device(req.parts[0])
-        partition = _check_partition(req.parts[1])
-        account = _check_name('account', req.parts[2], MAX_ACCOUNT_LENGTH)
-        container = _check_name('container', req.parts[3],
-                                MAX_CONTAINER_LENGTH)
-        obj = _check_name('object', '/'.join(req.parts[4:]),
-                          MAX_OBJECT_LENGTH, allow_slash=True)
-        return self._call(self.manager.diskfile, device, partition,
-                          account, container, obj)
+    def routes(self):
+        """The route set to add to a :class:`~coordsync.common.wsgi.NodeApp`.
+        """
+        def route(methods, prefix, handler, parse):
+            return wsgi.Route(methods, prefix, handler, parse,
+                              policy=POLICY)
+        return [
+            route(('PUT', 'GET', 'HEAD', 'DELETE'), direct_client.OBJECTS,
+                  self.object, parse_object),
+            route(('REPLICATE',), direct_client.OBJECTS, self.replicate,
+                  parse_replicate),
+            route(('GET',), direct_client.OBJECT_SUFFIXES,
+                  self.list_suffix, parse_suffix),
+            route(('GET', 'HEAD'), direct_client.OBJECT_HASHES,
+                  self.get_by_hash, parse_hash),
+        ]
 
     def _call(self, func, *args):
         """Run a disk call off the hub; map disk errors to HTTP."""
@@ -276,50 +251,25 @@ class NodeServer:
         except (exceptions.DiskFileError, ValueError) as err:
             raise _http_error(err) from None
 
-    def _put_metadata(self, req, when):
-        metadata = {'X-Timestamp': when.normal,
-                    'Content-Type': req.header('Content-Type')
-                    or 'application/octet-stream'}
-        length = req.env.get('CONTENT_LENGTH')
-        chunked = 'chunked' in (req.header('Transfer-Encoding') or '')
-        if length in (None, '') and not chunked:
-            raise HTTPError(411, 'Content-Length or chunked encoding '
-                                 'required')
-        if length not in (None, ''):
-            if not length.isdigit():
-                raise HTTPError(400, 'bad Content-Length')
-            metadata['Content-Length'] = int(length)
-        etag = req.header('ETag')
-        if etag:
-            etag = etag.strip('"').lower()
-            if len(etag) != 32 or any(c not in '0123456789abcdef'
-                                      for c in etag):
-                raise HTTPError(400, 'bad ETag')
-            metadata['ETag'] = etag
-        for key, value in req.env.items():
-            if key.startswith('HTTP_X_OBJECT_META_'):
-                name = 'X-Object-Meta-' + key[19:].replace('_', '-').title()
-                metadata[name] = value
-        return metadata
+    def object(self, req, args):
+        if req.method == 'PUT':
+            # NOTE: headers are checked before the disk is looked at.
+            when = _x_timestamp(req)
+            metadata = _put_metadata(req, when)
+            return self.put(req, self._diskfile(args), when, metadata)
+        if req.method == 'DELETE':
+            return self.delete(self._diskfile(args), _x_timestamp(req))
+        return self.get(req, self._diskfile(args))
 
-    def _body_chunks(self, req):
-        wsgi_input = req.env['wsgi.input']
-        while True:
-            try:
-                chunk = wsgi_input.read(CHUNK_SIZE)
-            except (OSError, ValueError) as err:
-                raise HTTPError(499, 'client disconnected: %s'
-                                % err) from None
-            if not chunk:
-                return
-            yield chunk
+    def _diskfile(self, args):
+        return self._call(self.manager.diskfile, args['device'],
+                          args['partition'], args['account'],
+                          args['container'], args['obj'])
 
-    def put(self, req, df):
-        when = _x_timestamp(req.env)
-        metadata = self._put_metadata(req, when)
+    def put(self, req, df, when, metadata):
         self._reject_stale(df, when)
         with self._call(df.writer, metadata) as writer:
-            for chunk in self._body_chunks(req):
+            for chunk in req.body_chunks():
                 self._call(writer.write, chunk)
             stored = self._call(writer.commit)
         return 201, {'ETag': stored['ETag']}, []
@@ -354,39 +304,30 @@ class NodeServer:
             return 200, headers, []
         return 200, headers, reader
 
-    def delete(self, req, df):
-        when = _x_timestamp(req.env)
+    def delete(self, df, when):
         # NOTE: checked first so a stale DELETE writes no temporary file.
         existed = self._reject_stale(df, when, tombstone=True)
         self._call(df.delete, when)
         return (204 if existed else 404), {}, []
 
-    def replicate(self, req):
-        if len(req.parts) not in (2, 3):
-            raise HTTPError(400, 'expected REPLICATE /<device>/<partition>'
-                                 '[/<suffix>-<suffix>...]')
-        device = _check_device(req.parts[0])
-        partition = _check_partition(req.parts[1])
-        recalculate = _check_suffixes(req.parts[2]) \
-            if len(req.parts) == 3 else ()
-        hashes = self._call(self.manager.get_hashes, device, partition,
-                            recalculate)
-        return _json_response(200, hashes)
+    def replicate(self, req, args):
+        hashes = self._call(self.manager.get_hashes, args['device'],
+                            args['partition'], args['suffixes'])
+        return wsgi.json_response(200, hashes)
 
-    def get_by_hash(self, req):
+    def list_suffix(self, req, args):
+        listing = self._call(self.manager.list_suffix, args['device'],
+                             args['partition'], args['suffix'])
+        return wsgi.json_response(200, listing)
+
+    def get_by_hash(self, req, args):
         """The newest version of an object found by hash (replication).
 
         The name travels in ``X-Object-Name`` (quoted), also on the 404 of
         a tombstone, so the puller can store either by name.
         """
-        device = _check_device(req.parts[0])
-        partition = _check_partition(req.parts[1])
-        suffix = _check_suffixes(req.parts[2])[0]
-        obj_hash = req.parts[3]
-        if not layout.is_hash(obj_hash) or not obj_hash.endswith(suffix):
-            raise HTTPError(400, 'bad object hash %r' % obj_hash)
-        df = self._call(self.manager.diskfile_by_hash, device, partition,
-                        obj_hash)
+        df = self._call(self.manager.diskfile_by_hash, args['device'],
+                        args['partition'], args['obj_hash'])
         try:
             reader = concurrency.run_in_thread(df.reader)
         except exceptions.DiskFileDeleted as err:
@@ -404,50 +345,25 @@ class NodeServer:
             return 200, headers, []
         return 200, headers, reader
 
-    def list_suffix(self, req):
-        device = _check_device(req.parts[0])
-        partition = _check_partition(req.parts[1])
-        suffix = _check_suffixes(req.parts[2])
-        if len(suffix) != 1:
-            raise HTTPError(400, 'list one suffix at a time')
-        listing = self._call(self.manager.list_suffix, device, partition,
-                             suffix[0])
-        return _json_response(200, listing)
 
+class NodeServer(wsgi.NodeApp):
+    """The WSGI application of one storage node: the node API with the
+    object routes.
 
-class WSGIService:
-    """Serves a NodeServer on ``bind_ip:bind_port`` in a green thread."""
+    :param conf: ConfigOpts with the node, cluster and server options.
+    :param manager: a :class:`~coordsync.obj.diskfile.DiskFileManager`
+        (made from ``conf`` when omitted).
+    :param token_store: see :class:`~coordsync.common.wsgi.NodeApp`.
+    """
 
-    def __init__(self, conf, app, logger=None):
-        self.conf = conf
-        self.app = app
-        self.log = logger or LOG
-        self._sock = None
-        self._thread = None
-
-    def start(self):
-        address = (self.conf.bind_ip, self.conf.bind_port)
-        self._sock = concurrency.listen(address,
-                                        backlog=self.conf.server.backlog)
-        self.log.info('Node server listening on %s:%d', *address)
-        self._thread = concurrency.spawn(
-            concurrency.serve_wsgi, self._sock, self.app, _WSGILog(self.log),
-            self.conf.server.max_clients)
-
-    def stop(self):
-        if self._thread is not None:
-            concurrency.kill(self._thread)
-            self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-class _WSGILog:
-    """eventlet.wsgi writes its own lines; route them to debug logging."""
-
-    def __init__(self, logger):
-        self._log = logger
-
-    def write(self, message):
-        self._log.debug('wsgi: %s', message.rstrip())
+    def __init__(self, conf, manager=None, logger=None, token_store=None):
+        if not conf.cluster_secret:
+            raise exceptions.ConfigError(
+                '[DEFAULT] cluster_secret is required by the node server')
+        super().__init__(conf, logger=logger, token_store=token_store)
+        self.manager = manager or diskfile.DiskFileManager(
+            conf.devices, mount_check=conf.mount_check,
+            reclaim_age=conf.reclaim_age,
+            hash_prefix=conf.hash_path_prefix,
+            hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.add_routes(ObjectRoutes(self.manager, self.log).routes())

@@ -13,15 +13,17 @@ from oslo_config import cfg
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import direct_client as client
+from coordsync.common import fencing
 from coordsync.common import hashing
 from coordsync.common import signing
+from coordsync.common import wsgi
 from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import server
 
 SECRET = 'unit-secret'
 NOW = float(int(time.time()))
-OBJ = '/sda/7/AUTH_a/c/o'
+OBJ = '/objects/sda/7/AUTH_a/c/o'
 
 
 def ts(offset=0):
@@ -35,6 +37,7 @@ def conf(tmp_path):
     conf([], default_config_files=[])
     conf.set_override('cluster_secret', SECRET)
     conf.set_override('devices', str(tmp_path / 'devices'))
+    conf.set_override('state_path', str(tmp_path / 'state'))
     conf.set_override('hash_path_prefix', 'pre')
     conf.set_override('hash_path_suffix', 'suf')
     return conf
@@ -71,8 +74,8 @@ def environ(method, raw_path, headers=None, body=b'', query='',
     """
     headers = dict(headers or {})
     if signed:
-        headers.update(signing.sign(secret, method, raw_path, query,
-                                    headers.get('X-Timestamp', ''), now=now))
+        headers.update(signing.sign(secret, method, raw_path, query, headers,
+                                    now=now))
     env = {'REQUEST_METHOD': method,
            'PATH_INFO': urllib.parse.unquote_to_bytes(raw_path)
            .decode('latin-1'),
@@ -138,7 +141,7 @@ def test_healthcheck_needs_no_signature(app):
 @pytest.mark.parametrize('method', ['GET', 'HEAD', 'PUT', 'DELETE',
                                     'REPLICATE'])
 def test_unsigned_request_is_refused(app, method):
-    path = '/sda/7' if method == 'REPLICATE' else OBJ
+    path = '/objects/sda/7' if method == 'REPLICATE' else OBJ
     reply = call(app, method, path, {'X-Timestamp': ts(),
                                      'Content-Length': '0'}, signed=False)
     assert reply.status == 401
@@ -153,11 +156,21 @@ def test_signature_with_another_secret_is_refused(app):
     assert app.manager.partitions('sda') == []
 
 
-def test_signature_covers_the_timestamp(app):
-    headers = {'X-Timestamp': ts(1), 'Content-Length': '5',
-               **signing.sign(SECRET, 'PUT', OBJ, '', ts())}
-    env = environ('PUT', OBJ, headers, b'hello', signed=False)
-    assert run_app(app, env).status == 401
+@pytest.mark.parametrize('header, value', [
+    ('X-Timestamp', ts(1)), ('Content-Length', '4'),
+    ('ETag', hashlib.md5(b'hell').hexdigest()),
+    ('X-Coordsync-Member', 'someone-else')])
+def test_signature_covers_the_write_headers(app, header, value):
+    headers = {'X-Timestamp': ts(), 'Content-Length': '5',
+               'ETag': hashlib.md5(b'hello').hexdigest(),
+               'X-Coordsync-Member': 'n1@host.boot'}
+    headers.update(signing.sign(SECRET, 'PUT', OBJ, '', headers))
+    headers[header] = value
+    env = environ('PUT', OBJ, headers, b'hello'[:int(headers[
+        'Content-Length'])], signed=False)
+    reply = run_app(app, env)
+    assert (reply.status, reply.body) == (401, b'bad signature\n')
+    assert app.manager.partitions('sda') == []
 
 
 def test_signature_covers_the_query(app):
@@ -176,6 +189,7 @@ def test_request_date_must_be_within_clock_skew(app, offset, expected):
 def test_unquoted_path_signed_like_the_client_quotes_it(app):
     """Without RAW_PATH_INFO the path is re-quoted as the client does."""
     path = client.object_path('sda', 7, 'AUTH_a', 'c', 'dir/é x?')
+    assert path.startswith('/objects/sda/7/AUTH_a/c/dir/')
     assert '%C3%A9%20x%3F' in path
     body = b'quoted'
     reply = call(app, 'PUT', path, {'X-Timestamp': ts(),
@@ -187,7 +201,7 @@ def test_unquoted_path_signed_like_the_client_quotes_it(app):
 
 # -- validation ------------------------------------------------------------
 
-@pytest.mark.parametrize('path', [
+@pytest.mark.parametrize('path', ['/objects' + p for p in [
     '/sda/7/AUTH_a/../o', '/sda/7/AUTH_a/%2e%2e/o', '/sda/7/AUTH_a/c/a/../b',
     '/sda/7/AUTH_a/c/./b', '/sda/7/AUTH_a//o', '/sda/7/AUTH_a/c/',
     '/sda/7/AUTH_a/c/a//b', '/sda/7//c/o', '/sda/abc/AUTH_a/c/o',
@@ -195,8 +209,8 @@ def test_unquoted_path_signed_like_the_client_quotes_it(app):
     '/../7/AUTH_a/c/o', '/%2e%2e/7/AUTH_a/c/o', '/sd%00a/7/AUTH_a/c/o',
     '/sda/7/AUTH_a/c/o%01', '/sda/7/AUTH_a/c/o%7f', '/sda/7/AUTH_a/c/o%ff',
     '/sda/7/AUTH_a/c/' + 'o' * 1025, '/sda/7/AUTH_a/' + 'c' * 257 + '/o',
-    '/sda/7/' + 'a' * 257 + '/c/o', '/sda/7/AUTH_a/c', 'sda/7/AUTH_a/c/o',
-])
+    '/sda/7/' + 'a' * 257 + '/c/o', '/sda/7/AUTH_a/c', '', '/sda', '/sda/7',
+]] + ['sda/7/AUTH_a/c/o', '/%ff/sda/7/AUTH_a/c/o'])
 def test_bad_path_is_400_and_stores_nothing(app, path):
     reply = put(app, path)
     assert reply.status == 400, path
@@ -205,7 +219,7 @@ def test_bad_path_is_400_and_stores_nothing(app, path):
 
 
 def test_object_name_of_1024_bytes_is_fine(app):
-    assert put(app, '/sda/7/AUTH_a/c/' + 'o' * 1024).status == 201
+    assert put(app, '/objects/sda/7/AUTH_a/c/' + 'o' * 1024).status == 201
 
 
 @pytest.mark.parametrize('headers, expected', [
@@ -237,10 +251,12 @@ def test_bad_delete_timestamp(app, headers):
 
 
 def test_unknown_device_is_507(app):
-    assert put(app, '/sdz/7/AUTH_a/c/o').status == 507
-    assert call(app, 'GET', '/sdz/7/AUTH_a/c/o').status == 507
-    assert call(app, 'REPLICATE', '/sdz/7').status == 507
-    assert call(app, 'GET', '/sdz/7/abc').status == 507
+    assert put(app, '/objects/sdz/7/AUTH_a/c/o').status == 507
+    assert call(app, 'GET', '/objects/sdz/7/AUTH_a/c/o').status == 507
+    assert call(app, 'REPLICATE', '/objects/sdz/7').status == 507
+    assert call(app, 'GET', '/object-suffixes/sdz/7/abc').status == 507
+    path = '/object-hashes/sdz/7/abc/' + 'f' * 29 + 'abc'
+    assert call(app, 'GET', path).status == 507
 
 
 @pytest.mark.parametrize('method', ['POST', 'COPY', 'FOO'])
@@ -355,35 +371,272 @@ def _obj_hash(name='o'):
 
 
 def test_replicate_and_listing(app):
-    assert call(app, 'REPLICATE', '/sda/7').status == 200
-    assert json.loads(call(app, 'REPLICATE', '/sda/7').body) == {}
+    assert call(app, 'REPLICATE', '/objects/sda/7').status == 200
+    assert json.loads(call(app, 'REPLICATE', '/objects/sda/7').body) == {}
     assert put(app, when=ts()).status == 201
     obj_hash = _obj_hash()
     suffix = hashing.suffix_of(obj_hash)
     expected = hashlib.md5(('%s/%s.data\n' % (obj_hash, ts()))
                            .encode()).hexdigest()
 
-    reply = call(app, 'REPLICATE', '/sda/7')
+    reply = call(app, 'REPLICATE', client.replicate_path('sda', 7))
     assert reply.headers['Content-Type'] == 'application/json'
     assert json.loads(reply.body) == {suffix: expected}
-    again = call(app, 'REPLICATE', '/sda/7/%s-fff' % suffix)
+    again = call(app, 'REPLICATE', client.replicate_path(
+        'sda', 7, [suffix, 'fff']))
     assert json.loads(again.body) == {suffix: expected}
 
-    listing = call(app, 'GET', '/sda/7/' + suffix)
+    listing = call(app, 'GET', client.suffix_path('sda', 7, suffix))
     assert json.loads(listing.body) == {
         obj_hash: {'timestamp': ts(), 'deleted': False}}
     assert delete(app, when=ts(1)).status == 204
-    listing = call(app, 'GET', '/sda/7/' + suffix)
+    listing = call(app, 'GET', '/object-suffixes/sda/7/' + suffix)
     assert json.loads(listing.body) == {
         obj_hash: {'timestamp': ts(1), 'deleted': True}}
 
 
+def test_get_by_hash(app):
+    body = b'by hash'
+    assert put(app, body=body, when=ts()).status == 201
+    path = client.object_hash_path('sda', 7, _obj_hash())
+    assert path.startswith('/object-hashes/sda/7/')
+    reply = call(app, 'GET', path)
+    assert (reply.status, reply.body) == (200, body)
+    assert reply.headers['X-Object-Name'] == '/AUTH_a/c/o'
+    assert call(app, 'HEAD', path).body == b''
+    assert delete(app, when=ts(1)).status == 204
+    gone = call(app, 'GET', path)
+    assert gone.status == 404
+    assert gone.headers['X-Backend-Timestamp'] == ts(1)
+    assert gone.headers['X-Object-Name'] == '/AUTH_a/c/o'
+
+
 @pytest.mark.parametrize('method, path', [
-    ('REPLICATE', '/sda/7/zzz'), ('REPLICATE', '/sda/7/abc-abcd'),
-    ('REPLICATE', '/sda/7/abc-'), ('REPLICATE', '/sda/7/abc/def'),
-    ('REPLICATE', '/sda'), ('REPLICATE', '/sda/x'), ('GET', '/sda/7/zzz'),
-    ('GET', '/sda/7/abc-def'),
+    ('REPLICATE', '/objects/sda/7/zzz'),
+    ('REPLICATE', '/objects/sda/7/abc-abcd'),
+    ('REPLICATE', '/objects/sda/7/abc-'),
+    ('REPLICATE', '/objects/sda/7/abc/def'),
+    ('REPLICATE', '/objects/sda'), ('REPLICATE', '/objects/sda/x'),
+    ('REPLICATE', '/objects'),
+    ('GET', '/object-suffixes/sda/7/zzz'),
+    ('GET', '/object-suffixes/sda/7/abc-def'),
+    ('GET', '/object-suffixes/sda/7'),
+    ('GET', '/object-suffixes/sda/7/abc/def'),
+    ('GET', '/object-hashes/sda/7/abc/' + 'f' * 32),
+    ('GET', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'ABC'),
+    ('GET', '/object-hashes/sda/7/abc'),
+    ('GET', '/object-hashes/sda/7/abc/%s/x' % ('f' * 29 + 'abc')),
+    ('GET', '/healthcheck/x'),
 ])
 def test_bad_replication_paths(app, method, path):
-    assert call(app, method, path).status == 400
+    reply = call(app, method, path)
+    assert reply.status == 400, reply
+    assert reply.body.count(b'\n') == 1
     assert app.manager.partitions('sda') == []
+
+
+# -- routing ---------------------------------------------------------------
+
+@pytest.mark.parametrize('path', [
+    '/sda/7/AUTH_a/c/o', '/', '/object', '/objectsx/sda/7/a/c/o',
+    '/containers/sda/7/a/c'])
+def test_unknown_prefix_is_404_with_one_line(app, path):
+    reply = call(app, 'GET', path)
+    assert reply.status == 404
+    assert reply.body.startswith(b'no such path') \
+        and reply.body.count(b'\n') == 1
+
+
+@pytest.mark.parametrize('method, path, allow', [
+    ('POST', OBJ, 'DELETE, GET, HEAD, PUT, REPLICATE'),
+    ('PUT', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'abc', 'GET, HEAD'),
+    ('DELETE', '/object-suffixes/sda/7/abc', 'GET'),
+    ('REPLICATE', '/healthcheck', 'GET, HEAD'),
+])
+def test_wrong_method_is_405_with_allow(app, method, path, allow):
+    reply = call(app, method, path)
+    assert (reply.status, reply.headers['Allow']) == (405, allow)
+
+
+def test_route_sets_are_added_and_checked():
+    router = wsgi.Router()
+    router.add(wsgi.Route(('GET',), '/things', None))
+    with pytest.raises(ValueError):
+        router.add(wsgi.Route(('GET', 'PUT'), '/things', None))
+    with pytest.raises(ValueError):
+        router.add(wsgi.Route(('GET',), '/two/segments', None))
+    router.add(wsgi.Route(('PUT',), '/things', None))
+    route, parts = router.match('PUT', '/things/a/b')
+    assert (route.methods, parts) == (('PUT',), ['a', 'b'])
+
+
+# -- bad clients -----------------------------------------------------------
+
+@pytest.mark.parametrize('date', [
+    '9' * 30, '1' * 400, '-5', '1e400', '１７００', '+1700000000', ' 1'])
+def test_absurd_date_is_401_one_line(app, date):
+    headers = {'X-Timestamp': ts(), 'Content-Length': '5'}
+    headers.update(signing.sign(SECRET, 'PUT', OBJ, '', headers))
+    headers[signing.DATE_HEADER] = date
+    reply = run_app(app, environ('PUT', OBJ, headers, b'hello',
+                                 signed=False))
+    assert reply.status == 401
+    assert reply.body == b'bad X-Coordsync-Date\n'
+    assert app.manager.partitions('sda') == []
+
+
+@pytest.mark.parametrize('signature', ['\xff' * 64, 'A' * 64, 'é', '0' * 65])
+def test_odd_signature_is_401(app, signature):
+    headers = {'X-Timestamp': ts(), 'Content-Length': '5'}
+    headers.update(signing.sign(SECRET, 'PUT', OBJ, '', headers))
+    headers[signing.SIGNATURE_HEADER] = signature
+    reply = run_app(app, environ('PUT', OBJ, headers, b'hello',
+                                 signed=False))
+    assert (reply.status, reply.body) == (401, b'bad signature\n')
+
+
+@pytest.mark.parametrize('length', ['²', '9' * 5000, '1' * 20, '0x10'])
+def test_odd_content_length_is_400(app, length):
+    reply = call(app, 'PUT', OBJ, {'X-Timestamp': ts(),
+                                   'Content-Length': length}, b'hello')
+    assert (reply.status, reply.body) == (400, b'bad Content-Length\n')
+
+
+@pytest.mark.parametrize('member', ['x' * 300, 'é', 'a\tb'])
+def test_bad_member_header_is_400(app, member):
+    reply = call(app, 'GET', OBJ, {'X-Coordsync-Member': member})
+    assert reply.status == 400
+
+
+def test_unexpected_error_is_a_logged_one_line_500(app, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError('kaboom\nsecond line')
+    monkeypatch.setattr(app.manager, 'get_hashes', broken)
+    reply = call(app, 'REPLICATE', '/objects/sda/7')
+    assert (reply.status, reply.body) == (500, b'internal error (logged)\n')
+    assert 'Traceback' in caplog.text and 'kaboom' in caplog.text
+
+
+# -- fencing -----------------------------------------------------------------
+
+ITEM = 'coordsync/replicate/0/7'
+
+
+def fenced(app, method='REPLICATE', path='/objects/sda/7', token=5,
+           item=ITEM, **kw):
+    headers = dict(kw.pop('headers', {}))
+    headers.update(fencing.Fence(item, token).headers())
+    return call(app, method, path, headers, **kw)
+
+
+def test_fence_admits_newer_and_refuses_older(app):
+    assert fenced(app, token=5).status == 200
+    assert fenced(app, token=5).status == 200
+    assert fenced(app, token=9).status == 200
+    reply = fenced(app, token=5)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert reply.body == (b'fenced: token 5 for coordsync/replicate/0/7 '
+                          b'is older than 9\n')
+    assert app.token_store.highest(ITEM) == 9
+
+
+def test_fenced_write_changes_nothing(app):
+    assert fenced(app, token=9).status == 200
+    reply = fenced(app, 'PUT', OBJ, token=8, headers={
+        'X-Timestamp': ts(), 'Content-Length': '5'}, body=b'hello')
+    assert reply.status == 409
+    assert app.manager.partitions('sda') == []
+    reply = fenced(app, 'PUT', OBJ, token=9, headers={
+        'X-Timestamp': ts(), 'Content-Length': '5'}, body=b'hello')
+    assert reply.status == 201
+
+
+def test_fence_is_checked_on_reads_too(app):
+    assert fenced(app, 'GET', OBJ, token=9).status == 404
+    assert fenced(app, 'GET', OBJ, token=3).status == 409
+    assert fenced(app, 'GET', '/object-suffixes/sda/7/abc',
+                  token=3).status == 409
+
+
+def test_other_items_do_not_interfere(app):
+    assert fenced(app, token=9).status == 200
+    assert fenced(app, item='coordsync/sync/a/c', token=1).status == 200
+    assert fenced(app, item='coordsync/replicate/0/8', token=1,
+                  path='/objects/sda/8').status == 200
+
+
+@pytest.mark.parametrize('item, path', [
+    ('coordsync/replicate/0/8', '/objects/sda/7'),
+    ('coordsync/replicate/1/7', '/objects/sda/7'),
+    ('coordsync/replicate/0/x', '/objects/sda/7'),
+    ('coordsync/replicate/0/8', OBJ),
+])
+def test_replicate_item_must_match_the_partition(app, item, path):
+    reply = fenced(app, 'GET' if path == OBJ else 'REPLICATE', path,
+                   item=item, token=5)
+    assert reply.status == 400
+    assert app.token_store.highest(item) == 0
+
+
+@pytest.mark.parametrize('headers', [
+    {'X-Coordsync-Item': ITEM},
+    {'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': '0'},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': '-5'},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': '05'},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': '5.0'},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': str(2 ** 63)},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': '9' * 5000},
+    {'X-Coordsync-Item': ITEM, 'X-Coordsync-Token': ''},
+    {'X-Coordsync-Item': 'other/replicate/0/7', 'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/replicate', 'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/../0/7', 'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync//0/7', 'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/replicate/0/7%0a',
+     'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/replicate/%ff', 'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/sync/' + 'a' * 600,
+     'X-Coordsync-Token': '5'},
+    {'X-Coordsync-Item': 'coordsync/sync/' + '%41' * 5000,
+     'X-Coordsync-Token': '5'},
+])
+def test_bad_fence_headers_are_400_and_change_nothing(app, headers):
+    headers = dict(headers, **{'X-Timestamp': ts(), 'Content-Length': '5'})
+    reply = call(app, 'PUT', OBJ, headers, b'hello')
+    assert reply.status == 400, reply
+    assert reply.body.count(b'\n') == 1
+    assert app.manager.partitions('sda') == []
+    assert not os.path.exists(app.token_store.path)
+
+
+def test_unsigned_fence_is_401_and_changes_nothing(app):
+    reply = fenced(app, token=5, signed=False)
+    assert reply.status == 401
+    assert not os.path.exists(app.token_store.path)
+
+
+def test_fence_headers_are_signed(app):
+    headers = fencing.Fence(ITEM, 5).headers()
+    headers.update(signing.sign(SECRET, 'REPLICATE', '/objects/sda/7', '',
+                                headers))
+    headers['X-Coordsync-Token'] = '6'
+    reply = run_app(app, environ('REPLICATE', '/objects/sda/7', headers,
+                                 signed=False))
+    assert (reply.status, reply.body) == (401, b'bad signature\n')
+
+
+def test_fence_store_failure_is_503(app, monkeypatch):
+    def unavailable(item, token):
+        raise fencing.TokenStoreError('disk I/O error')
+    monkeypatch.setattr(app.token_store, 'admit', unavailable)
+    reply = fenced(app, 'PUT', OBJ, headers={
+        'X-Timestamp': ts(), 'Content-Length': '5'}, body=b'hello')
+    assert reply.status == 503
+    assert app.manager.partitions('sda') == []
+
+
+def test_healthcheck_ignores_fence_headers(app):
+    reply = fenced(app, 'GET', '/healthcheck', signed=False)
+    assert reply.status == 200
+    assert not os.path.exists(app.token_store.path)

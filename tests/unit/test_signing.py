@@ -12,15 +12,18 @@ TS = '1700000000.12345'
 
 def verify(headers, method='PUT', path=PATH, query='', now=NOW,
            max_skew=300, secret=SECRET):
-    return signing.verify(secret, method, path, query, headers.get,
+    lowered = {k.lower(): v for k, v in headers.items()}
+    return signing.verify(secret, method, path, query,
+                          lambda name: lowered.get(name.lower()),
                           max_skew, now=now)
 
 
-def signed(method='PUT', path=PATH, query='', x_timestamp=TS, now=NOW):
-    headers = signing.sign(SECRET, method, path, query, x_timestamp,
-                           now=now)
-    if x_timestamp:
-        headers['X-Timestamp'] = x_timestamp
+def signed(method='PUT', path=PATH, query='', x_timestamp=TS, now=NOW,
+           **extra):
+    headers = {'X-Timestamp': x_timestamp} if x_timestamp else {}
+    headers.update(extra)
+    headers.update(signing.sign(SECRET, method, path, query, headers,
+                                now=now))
     return headers
 
 
@@ -52,6 +55,36 @@ def test_tampered_request_fails(change):
     assert verify(signed(), **change) == 'bad signature'
 
 
+WRITE = {'ETag': 'd41d8cd98f00b204e9800998ecf8427e', 'Content-Length': '0',
+         signing.MEMBER_HEADER: 'n1@host.boot',
+         'X-Coordsync-Item': 'coordsync/replicate/0/7',
+         'X-Coordsync-Token': '17'}
+
+
+def test_signed_headers_verify_in_any_case():
+    headers = signed(**WRITE)
+    assert verify(headers) is None
+    assert verify({k.upper(): v for k, v in headers.items()}) is None
+
+
+@pytest.mark.parametrize('header', sorted(signing.SIGNED_HEADERS))
+@pytest.mark.parametrize('change', ['other', None])
+def test_every_signed_header_is_covered(header, change):
+    headers = signed(**WRITE)
+    if change is None:
+        del headers[header]
+    else:
+        headers[header] = change
+    assert verify(headers) == 'bad signature'
+
+
+def test_a_signed_header_cannot_be_added():
+    for header in signing.SIGNED_HEADERS:
+        headers = signed(x_timestamp='')
+        headers[header] = '1'
+        assert verify(headers) == 'bad signature', header
+
+
 @pytest.mark.parametrize('header, value', [
     ('X-Timestamp', '1700000000.12346'),
     ('X-Timestamp', None),
@@ -80,6 +113,12 @@ def test_unsigned_request(missing):
 @pytest.mark.parametrize('date, reason', [
     ('yesterday', 'bad ' + signing.DATE_HEADER),
     ('1.5', 'bad ' + signing.DATE_HEADER),
+    ('-1700000000', 'bad ' + signing.DATE_HEADER),
+    ('+1700000000', 'bad ' + signing.DATE_HEADER),
+    ('9' * 13, 'bad ' + signing.DATE_HEADER),
+    ('9' * 5000, 'bad ' + signing.DATE_HEADER),
+    ('1e400', 'bad ' + signing.DATE_HEADER),
+    ('\u0661\u0667', 'bad ' + signing.DATE_HEADER),
     ('', 'request is not signed')])
 def test_bad_date(date, reason):
     headers = signed()
@@ -97,6 +136,14 @@ def test_clock_skew(offset, ok):
         assert reason is None
     else:
         assert 'off this node' in reason
+
+
+@pytest.mark.parametrize('signature', [
+    'A' * 64, '0' * 63, '0' * 65, '\xff' * 64, '\u00e9' * 64])
+def test_malformed_signature(signature):
+    headers = signed()
+    headers[signing.SIGNATURE_HEADER] = signature
+    assert verify(headers) == 'bad signature'
 
 
 def test_sign_uses_the_clock_by_default():

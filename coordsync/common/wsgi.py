@@ -1,0 +1,393 @@
+"""The node API's HTTP plumbing: routes, signatures, fences, errors.
+
+A node server is a :class:`NodeApp` to which route sets are added::
+
+    app = NodeApp(conf)
+    app.add_routes(object_routes)      # a list of Route
+    app.add_routes(container_routes)   # later, the same way
+
+Each :class:`Route` names its methods, a path prefix of one segment
+(``/objects``), a ``parse(parts)`` that validates the rest of the path
+into keyword arguments (raising :class:`HTTPError` 400), and a
+``handler(req, args)`` returning ``(status, headers, body)``. A request
+goes through, in order:
+
+1. the route: unknown prefix -> 404, method not routed there -> 405;
+2. the signature (:mod:`coordsync.common.signing`) unless the route is
+   unsigned (the health check) -> 401;
+3. ``parse`` -> 400, before anything touches a disk;
+4. the fence (:mod:`coordsync.common.fencing`): a request carrying
+   ``X-Coordsync-Item`` and ``X-Coordsync-Token`` is admitted through the
+   node's token store -> 400 if malformed or naming another partition,
+   409 with ``X-Coordsync-Fenced: true`` if a newer token was accepted;
+5. the handler.
+
+Every error is a status and a one-line text body; an unexpected
+exception is logged with its traceback and answered with a one-line 500.
+"""
+
+import dataclasses
+import json
+import urllib.parse
+
+from oslo_log import log as logging
+
+from coordsync import concurrency
+from coordsync.common import fencing
+from coordsync.common import signing
+
+LOG = logging.getLogger(__name__)
+
+HEALTHCHECK = '/healthcheck'
+HEALTHCHECK_BODY = b'OK\n'
+MAX_MEMBER_LENGTH = 256
+# NOTE: a connection beyond [server] max_connections gets this long to
+# send its request head, so a health check can still be told apart.
+WHEN_FULL_TIMEOUT = 2.0
+MAX_HEAD = 16384
+
+STATUS_TEXT = {
+    200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request',
+    401: 'Unauthorized', 404: 'Not Found', 405: 'Method Not Allowed',
+    409: 'Conflict', 411: 'Length Required', 412: 'Precondition Failed',
+    413: 'Request Entity Too Large', 422: 'Unprocessable Entity',
+    499: 'Client Disconnect', 500: 'Internal Server Error',
+    503: 'Service Unavailable', 507: 'Insufficient Storage',
+}
+
+
+def status_line(code):
+    return '%d %s' % (code, STATUS_TEXT.get(code, 'Unknown'))
+
+
+class HTTPError(Exception):
+    """An answer other than success: status, one-line reason, headers."""
+
+    def __init__(self, status, reason, headers=None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def _decode_path(env):
+    """PATH_INFO as text: WSGI hands it over as latin-1-decoded bytes."""
+    raw = env.get('PATH_INFO', '')
+    try:
+        return raw.encode('latin-1').decode('utf-8')
+    except UnicodeError:
+        raise HTTPError(400, 'path is not valid UTF-8') from None
+
+
+class Request:
+    """What a handler needs of one request."""
+
+    def __init__(self, env):
+        self.env = env
+        self.method = env['REQUEST_METHOD']
+        self.path = _decode_path(env)
+        if not self.path.startswith('/'):
+            raise HTTPError(400, 'path must start with /')
+        self.fence = None
+        self.member = None
+
+    def header(self, name):
+        key = name.upper().replace('-', '_')
+        # NOTE: WSGI keeps these two out of the HTTP_ namespace (PEP 3333).
+        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            return self.env.get(key)
+        return self.env.get('HTTP_' + key)
+
+    def raw_path(self):
+        return self.env.get('RAW_PATH_INFO') or urllib.parse.quote(
+            self.path)
+
+    def body_chunks(self, chunk_size=65536):
+        """The request body, chunk by chunk (499 if the client left)."""
+        wsgi_input = self.env['wsgi.input']
+        while True:
+            try:
+                chunk = wsgi_input.read(chunk_size)
+            except (OSError, ValueError) as err:
+                raise HTTPError(499, 'client disconnected: %s'
+                                % err) from None
+            if not chunk:
+                return
+            yield chunk
+
+
+def json_response(status, payload):
+    body = json.dumps(payload, sort_keys=True).encode('utf-8')
+    return status, {'Content-Type': 'application/json'}, [body]
+
+
+def no_parts(parts):
+    """``parse`` of a route that takes nothing after its prefix."""
+    if parts:
+        raise HTTPError(400, 'nothing may follow this path')
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """One entry of the routing table.
+
+    ``policy`` is the storage policy of a route set serving one (object
+    routes: 0); a ``coordsync/replicate/<policy>/<partition>`` fence
+    must name it and the request's partition.
+    """
+
+    methods: tuple
+    prefix: str
+    handler: object
+    parse: object = no_parts
+    signed: bool = True
+    policy: object = None
+
+
+class Router:
+    """(method, first path segment) -> :class:`Route`."""
+
+    def __init__(self):
+        self._routes = {}
+
+    def add(self, route):
+        if not route.prefix.startswith('/') or '/' in route.prefix[1:]:
+            raise ValueError('a prefix is one path segment: %r'
+                             % route.prefix)
+        by_method = self._routes.setdefault(route.prefix, {})
+        for method in route.methods:
+            if method in by_method:
+                raise ValueError('%s %s is routed twice'
+                                 % (method, route.prefix))
+            by_method[method] = route
+
+    def match(self, method, path):
+        """``(route, parts after the prefix)`` or HTTPError 404/405."""
+        first, _, rest = path[1:].partition('/')
+        by_method = self._routes.get('/' + first)
+        if by_method is None:
+            raise HTTPError(404, 'no such path: /%s' % urllib.parse.quote(
+                first[:64], safe=''))
+        route = by_method.get(method)
+        if route is None:
+            allowed = ', '.join(sorted(by_method))
+            raise HTTPError(405, '/%s takes %s' % (first, allowed),
+                            {'Allow': allowed})
+        return route, rest.split('/') if rest else []
+
+
+class NodeApp:
+    """The WSGI application of one node: see the module docstring.
+
+    :param conf: ConfigOpts with the cluster and ``[server]`` options.
+    :param token_store: a :class:`~coordsync.common.fencing.TokenStore`
+        (made from ``[server] fence_db`` when omitted; the file is
+        created at the first fenced request or by :meth:`open`).
+    """
+
+    def __init__(self, conf, logger=None, token_store=None):
+        self.conf = conf
+        self.log = logger or LOG
+        self.token_store = token_store or fencing.TokenStore(
+            conf.server.fence_db, logger=self.log)
+        self.router = Router()
+        self.add_routes([Route(('GET', 'HEAD'), HEALTHCHECK,
+                               self.healthcheck, signed=False)])
+
+    def add_routes(self, routes):
+        for route in routes:
+            self.router.add(route)
+
+    def open(self):
+        """Create what the app needs on disk now (the token store)."""
+        self.token_store.open()
+
+    def healthcheck(self, req, args):
+        return 200, {'Content-Type': 'text/plain'}, [HEALTHCHECK_BODY]
+
+    # -- WSGI ---------------------------------------------------------------
+
+    def __call__(self, env, start_response):
+        try:
+            status, headers, body = self.handle(env)
+        except HTTPError as err:
+            status, headers, body = self._error(env, err)
+        except Exception:
+            self.log.exception('%s %s: unexpected error',
+                               env.get('REQUEST_METHOD'),
+                               env.get('PATH_INFO', '')[:256])
+            status, headers, body = self._error(
+                env, HTTPError(500, 'internal error (logged)'))
+        if isinstance(body, list):
+            headers.setdefault('Content-Length',
+                               str(sum(len(b) for b in body)))
+        start_response(status_line(status), list(headers.items()))
+        if env['REQUEST_METHOD'] == 'HEAD':
+            if hasattr(body, 'close'):
+                body.close()
+            return []
+        return body
+
+    def _error(self, env, err):
+        headers = dict(err.headers)
+        headers['Content-Type'] = 'text/plain; charset=utf-8'
+        reason = ' '.join(err.reason.split())
+        if err.status >= 500 and err.status != 503:
+            self.log.error('%s %s: %s', env.get('REQUEST_METHOD'),
+                           env.get('PATH_INFO', '')[:256], reason)
+        return err.status, headers, [(reason + '\n').encode('utf-8')]
+
+    def handle(self, env):
+        req = Request(env)
+        route, parts = self.router.match(req.method, req.path)
+        if route.signed:
+            self._authenticate(req)
+        args = route.parse(parts)
+        if route.signed:
+            self._admit(req, route, args)
+        return route.handler(req, args)
+
+    # -- who sent it, and may it -------------------------------------------
+
+    def _authenticate(self, req):
+        reason = signing.verify(
+            self.conf.cluster_secret, req.method, req.raw_path(),
+            req.env.get('QUERY_STRING', ''), req.header,
+            self.conf.server.max_clock_skew)
+        if reason:
+            raise HTTPError(401, reason)
+        member = req.header(signing.MEMBER_HEADER)
+        if member is not None:
+            if (len(member) > MAX_MEMBER_LENGTH or not member.isascii()
+                    or not member.isprintable()):
+                raise HTTPError(400, 'bad %s' % signing.MEMBER_HEADER)
+            req.member = urllib.parse.unquote(member)
+
+    def _admit(self, req, route, args):
+        try:
+            fence = fencing.from_headers(req.header)
+        except ValueError as err:
+            raise HTTPError(400, str(err)) from None
+        if fence is None:
+            return
+        _check_target(fence, route, args)
+        try:
+            ok, highest = self.token_store.admit(fence.item, fence.token)
+        except fencing.TokenStoreError as err:
+            self.log.error('Cannot check fence of %s %s: %s', req.method,
+                           req.path[:256], err)
+            raise HTTPError(503, 'fencing token store unavailable') \
+                from None
+        if not ok:
+            self.log.warning('Fenced %s %s from %s: token %d for %s is '
+                             'older than %d', req.method, req.path[:256],
+                             req.member or 'an unnamed member',
+                             fence.token, fence.item, highest)
+            raise HTTPError(409, 'fenced: token %d for %s is older than %d'
+                            % (fence.token, fence.item, highest),
+                            {fencing.FENCED_HEADER: 'true'})
+        req.fence = fence
+
+
+def _check_target(fence, route, args):
+    """A replicate fence must name the partition (and policy) served."""
+    target = fence.replicate_target()
+    if target is None or 'partition' not in args:
+        return
+    policy, partition = target
+    same = (partition.isdigit() and int(partition) == args['partition']
+            and (route.policy is None or policy == str(route.policy)))
+    if not same:
+        raise HTTPError(400, '%s does not match partition %d%s' % (
+            fence.item, args['partition'], '' if route.policy is None
+            else ' of policy %s' % route.policy))
+
+
+# -- serving ------------------------------------------------------------------
+
+def answer_when_full(client):
+    """Answer a connection beyond ``max_connections``: the health check
+    still gets its 200, anything else 503; then close."""
+    client.settimeout(WHEN_FULL_TIMEOUT)
+    head = b''
+    try:
+        while b'\r\n\r\n' not in head and len(head) < MAX_HEAD:
+            chunk = client.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        pass
+    words = head.split(b'\r\n', 1)[0].split()
+    method = words[0] if words else b''
+    target = words[1].split(b'?')[0] if len(words) > 1 else b''
+    if method in (b'GET', b'HEAD') and target == HEALTHCHECK.encode():
+        status, body = 200, HEALTHCHECK_BODY
+    else:
+        status, body = 503, b'too many connections\n'
+    client.sendall(('HTTP/1.1 %s\r\nContent-Type: text/plain; '
+                    'charset=utf-8\r\nContent-Length: %d\r\n'
+                    'Connection: close\r\n\r\n' % (status_line(status),
+                                                   len(body))).encode()
+                   + (b'' if method == b'HEAD' else body))
+    # NOTE: closing with an unread request body would reset the
+    # connection, and the client could lose the answer before reading it.
+    client.shutdown(1)  # SHUT_WR
+    drained = 0
+    while drained < MAX_HEAD * 4:
+        chunk = client.recv(65536)
+        if not chunk:
+            break
+        drained += len(chunk)
+
+
+class WSGIService:
+    """Serves a WSGI app on ``bind_ip:bind_port`` in a green thread."""
+
+    def __init__(self, conf, app, logger=None):
+        self.conf = conf
+        self.app = app
+        self.log = logger or LOG
+        self._sock = None
+        self._thread = None
+
+    def start(self):
+        address = (self.conf.bind_ip, self.conf.bind_port)
+        self._sock = concurrency.listen(address,
+                                        backlog=self.conf.server.backlog)
+        self.log.info('Node server listening on %s:%d', *address)
+        self._thread = concurrency.spawn(
+            concurrency.serve_wsgi, self._sock, self.app,
+            EventletLog(self.log), self.conf.server.max_connections,
+            self.conf.server.client_timeout, answer_when_full)
+
+    def stop(self):
+        if self._thread is not None:
+            concurrency.kill(self._thread)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class EventletLog:
+    """eventlet.wsgi's own lines: access lines and chatter at debug
+    level, its errors as errors."""
+
+    def __init__(self, logger):
+        self._log = logger
+
+    def info(self, message, *args):
+        self._log.debug('wsgi: %s', message.rstrip())
+
+    debug = info
+
+    def error(self, message, *args):
+        self._log.error('wsgi: %s', message.rstrip())
+
+    def warning(self, message, *args):
+        self._log.warning('wsgi: %s', message.rstrip())
+
+    def write(self, message):
+        self.info(message)
