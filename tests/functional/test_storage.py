@@ -20,6 +20,7 @@ from oslo_config import cfg
 from coordsync import conf as coordsync_conf
 from coordsync.cmd import local_cluster as local_cluster_cmd
 from coordsync.common import direct_client as client
+from coordsync.common import fencing
 from coordsync.common import hashing
 from coordsync.common import ring as ring_mod
 from coordsync.common import signing
@@ -258,19 +259,22 @@ class RawNode:
         self.host, self.port = cluster.address(name)
         self.secret = cluster.meta['cluster_secret']
 
-    def sign(self, method, path, x_timestamp='', query='', now=None,
+    def sign(self, method, path, headers=None, query='', now=None,
              secret=None):
-        return signing.sign(secret or self.secret, method, path, query,
-                            x_timestamp, now=now)
+        """``headers`` with a signature over them added."""
+        headers = dict(headers or {})
+        headers.update(signing.sign(secret or self.secret, method, path,
+                                    query, headers, now=now))
+        return headers
 
     def send(self, method, path, headers=None, body=None, signed=True):
         """``(status, headers, body)``; ``path`` is sent byte for byte and
-        signed as is unless ``signed`` is False (or headers carry one)."""
+        signed as is (with the headers) unless ``signed`` is False (or
+        headers carry a signature). Only the headers given are sent."""
         headers = dict(headers or {})
         if signed and signing.SIGNATURE_HEADER not in headers:
             raw_path, _, query = path.partition('?')
-            headers.update(self.sign(method, raw_path,
-                                     headers.get('X-Timestamp', ''), query))
+            headers = self.sign(method, raw_path, headers, query)
         conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
         try:
             conn.putrequest(method, path, skip_host=False,
@@ -282,6 +286,11 @@ class RawNode:
             return resp.status, dict(resp.getheaders()), resp.read()
         finally:
             conn.close()
+
+
+def replicate_item(part):
+    """The lock (and fence) name of an object partition."""
+    return 'coordsync/replicate/0/%d' % part
 
 
 # One request of a table: sent as is, signed unless ``signed`` is False.
@@ -296,8 +305,9 @@ def _bad_requests(node, part, ts, older):
     ``ts`` is the timestamp of the object stored at ``table-object`` and
     ``older`` one second before it.
     """
-    obj = '/d1/%d/acct/cont/table-object' % part
-    base = '/d1/%d' % part
+    obj = '/objects/d1/%d/acct/cont/table-object' % part
+    base = '/objects/d1/%d' % part
+    listing = '/object-suffixes/d1/%d' % part
     new_ts = timestamp.Timestamp.now().normal
     put = {'X-Timestamp': new_ts, 'Content-Length': '4'}
     delete = {'X-Timestamp': new_ts}
@@ -306,9 +316,13 @@ def _bad_requests(node, part, ts, older):
     def put_with(**headers):
         return dict(put, **headers)
 
-    def signed(method, path, x_timestamp=new_ts, **kw):
-        return dict(node.sign(method, path, x_timestamp, **kw),
-                    **{'X-Timestamp': x_timestamp})
+    def signed(method, path, headers=None, **kw):
+        return node.sign(method, path, headers or delete, **kw)
+
+    def fenced(item=None, token='5', **headers):
+        item = item or replicate_item(part)
+        return dict(put, **{fencing.ITEM_HEADER: item,
+                            fencing.TOKEN_HEADER: token}, **headers)
 
     def bad_put(label, path, expected, headers=None):
         return Probe(label, 'PUT', path, headers or put, b'body', expected)
@@ -337,20 +351,25 @@ def _bad_requests(node, part, ts, older):
         bad_get('DEL character', obj + '%7f', 400),
         bad_put('not UTF-8', obj + '%ff', 400),
         # Devices and partitions.
-        bad_put('partition abc', '/d1/abc/acct/cont/o', 400),
-        bad_put('partition -1', '/d1/-1/acct/cont/o', 400),
-        bad_get('partition +1', '/d1/+1/acct/cont/o', 400),
-        bad_get('partition too long', '/d1/%s/acct/cont/o' % ('1' * 11),
+        bad_put('partition abc', '/objects/d1/abc/acct/cont/o', 400),
+        bad_put('partition -1', '/objects/d1/-1/acct/cont/o', 400),
+        bad_get('partition +1', '/objects/d1/+1/acct/cont/o', 400),
+        bad_get('partition too long',
+                '/objects/d1/%s/acct/cont/o' % ('1' * 11), 400),
+        bad_put('device ..', '/objects/../%d/acct/cont/o' % part, 400),
+        bad_get('device %2e%2e', '/objects/%%2e%%2e/%d/acct/cont/o' % part,
                 400),
-        bad_put('device ..', '/../%d/acct/cont/o' % part, 400),
-        bad_get('device %2e%2e', '/%%2e%%2e/%d/acct/cont/o' % part, 400),
-        bad_get('NUL in device', '/d1%%00/%d/acct/cont/o' % part, 400),
-        bad_put('unknown device PUT', '/nosuch/%d/acct/cont/o' % part, 507),
-        bad_get('unknown device HEAD', '/nosuch/%d/acct/cont/o' % part,
-                507, method='HEAD'),
-        bad_get('unknown device REPLICATE', '/nosuch/%d' % part, 507,
-                method='REPLICATE'),
-        bad_get('unknown device listing', '/nosuch/%d/abc' % part, 507),
+        bad_get('NUL in device', '/objects/d1%%00/%d/acct/cont/o' % part,
+                400),
+        bad_put('unknown device PUT',
+                '/objects/nosuch/%d/acct/cont/o' % part, 507),
+        bad_get('unknown device HEAD',
+                '/objects/nosuch/%d/acct/cont/o' % part, 507,
+                method='HEAD'),
+        bad_get('unknown device REPLICATE', '/objects/nosuch/%d' % part,
+                507, method='REPLICATE'),
+        bad_get('unknown device listing',
+                '/object-suffixes/nosuch/%d/abc' % part, 507),
         # Headers.
         bad_put('missing X-Timestamp PUT', obj, 400,
                 {'Content-Length': '4'}),
@@ -374,15 +393,21 @@ def _bad_requests(node, part, ts, older):
         Probe('unsigned GET', 'GET', obj, {}, None, 401, signed=False),
         Probe('unsigned REPLICATE', 'REPLICATE', base, {}, None, 401,
             signed=False),
-        bad_put('signed for another path', obj, 401, dict(
-            put, **signed('PUT', obj + '-other'))),
+        bad_put('signed for another path', obj, 401,
+                signed('PUT', obj + '-other', put)),
         Probe('signed for another method', 'DELETE', obj,
             signed('GET', obj), None, 401),
         Probe('signed for another X-Timestamp', 'DELETE', obj,
-            dict(signed('DELETE', obj, older), **{'X-Timestamp': new_ts}),
-            None, 401),
+            dict(signed('DELETE', obj, {'X-Timestamp': older}),
+                 **{'X-Timestamp': new_ts}), None, 401),
         Probe('signed for another query', 'GET', obj + '?x=1',
-            signed('GET', obj, ''), None, 401),
+            signed('GET', obj, {}), None, 401),
+        bad_put('signed for another Content-Length', obj, 401, dict(
+            signed('PUT', obj, put_with(**{'Content-Length': '5'})),
+            **{'Content-Length': '4'})),
+        bad_put('signed for another ETag', obj, 401, dict(
+            signed('PUT', obj, put_with(ETag='0' * 32)),
+            ETag=hashlib.md5(b'body').hexdigest())),
         Probe('signed with another secret', 'DELETE', obj,
             signed('DELETE', obj, secret='not-the-secret'), None, 401),
         Probe('date beyond max skew', 'DELETE', obj,
@@ -399,10 +424,42 @@ def _bad_requests(node, part, ts, older):
                 method='REPLICATE'),
         bad_get('REPLICATE too deep', base + '/abc/def', 400,
                 method='REPLICATE'),
-        bad_get('listing suffix zzz', base + '/zzz', 400),
+        bad_get('listing suffix zzz', listing + '/zzz', 400),
         bad_get('unknown method POST', obj, 405, method='POST'),
         bad_get('unknown method FOO', obj, 405, method='FOO'),
         bad_put('healthcheck PUT', '/healthcheck', 405),
+        bad_get('unknown prefix', '/d1/%d/acct/cont/o' % part, 404),
+        bad_get('REPLICATE on listing route', listing + '/abc', 405,
+                method='REPLICATE'),
+        # Fencing headers (the item is this node's partition).
+        bad_put('token without item', obj, 400, put_with(**{
+            fencing.TOKEN_HEADER: '5'})),
+        bad_put('item without token', obj, 400, put_with(**{
+            fencing.ITEM_HEADER: replicate_item(part)})),
+        bad_put('token 0', obj, 400, fenced(token='0')),
+        bad_put('token not decimal', obj, 400, fenced(token='0x10')),
+        bad_put('token above 2**63-1', obj, 400, fenced(token=str(2 ** 63))),
+        bad_put('token of 5000 digits', obj, 400, fenced(token='9' * 5000)),
+        bad_put('item not coordsync/', obj, 400, fenced(
+            item='other/replicate/0/%d' % part)),
+        bad_put('item with ..', obj, 400, fenced(
+            item='coordsync/replicate/../%d' % part)),
+        bad_put('item with a control character', obj, 400, fenced(
+            item='coordsync/replicate/0/%d%%01' % part)),
+        bad_put('item over 512 bytes', obj, 400, fenced(
+            item='coordsync/sync/' + 'a' * 600)),
+        bad_put('item of 5000 bytes', obj, 400, fenced(
+            item='coordsync/sync/' + 'a' * 5000)),
+        bad_put('item of another partition', obj, 400, fenced(
+            item=replicate_item(part + 1))),
+        Probe('fence not signed', 'PUT', obj, dict(
+            signed('PUT', obj, put), **fencing.Fence(
+                replicate_item(part), 5).headers()), b'body', 401),
+        Probe('fence, request unsigned', 'PUT', obj, fenced(), b'body', 401,
+            signed=False),
+        Probe('fence unsigned, REPLICATE', 'REPLICATE', base, {
+            fencing.ITEM_HEADER: replicate_item(part),
+            fencing.TOKEN_HEADER: '5'}, None, 401, signed=False),
         # Writes not newer than what is stored.
         bad_put('PUT older than stored', obj, 409, put_with(**{
             'X-Timestamp': older})),
@@ -416,7 +473,7 @@ def _bad_requests(node, part, ts, older):
 def _reads(cluster, part):
     """Good read-only requests: they must change nothing on disk either."""
     obj_hash = cluster.obj_hash('acct', 'cont', 'table-object')
-    base = '/d1/%d' % part
+    base = '/objects/d1/%d' % part
     return [
         Probe('GET stored', 'GET', base + '/acct/cont/table-object', {}, None,
             200),
@@ -424,7 +481,9 @@ def _reads(cluster, part):
             None, 200),
         Probe('GET missing', 'GET', base + '/acct/cont/no-such-object', {},
             None, 404),
-        Probe('listing', 'GET', '%s/%s' % (base, hashing.suffix_of(obj_hash)),
+        Probe('listing', 'GET', client.suffix_path(
+            'd1', part, hashing.suffix_of(obj_hash)), {}, None, 200),
+        Probe('by hash', 'HEAD', client.object_hash_path('d1', part, obj_hash),
             {}, None, 200),
         Probe('healthcheck', 'GET', '/healthcheck', {}, None, 200,
             signed=False),
@@ -435,14 +494,14 @@ def test_bad_requests_are_refused_and_change_nothing(local_cluster):
     cluster = local_cluster
     node = RawNode(cluster, 'n1')
     part = cluster.ring.get_part('acct', 'cont', 'table-object')
-    obj = '/d1/%d/acct/cont/table-object' % part
+    obj = '/objects/d1/%d/acct/cont/table-object' % part
     ts = timestamp.Timestamp.now().normal
     status, _, reply = node.send('PUT', obj, {
         'X-Timestamp': ts, 'Content-Length': '6'}, b'stored')
     assert status == 201, reply
     older = timestamp.Timestamp(float(timestamp.Timestamp(ts)) - 1).normal
     table = _bad_requests(node, part, ts, older)
-    assert len(table) >= 20
+    assert len(table) >= 56 + 15
 
     before = cluster.snapshot()
     wrong = []
@@ -470,3 +529,151 @@ def test_bad_requests_are_refused_and_change_nothing(local_cluster):
     obj_hash = cluster.obj_hash('acct', 'cont', 'table-object')
     assert json.loads(answers['listing'][2])[obj_hash] == {
         'timestamp': ts, 'deleted': False}
+
+
+@pytest.mark.parametrize('date', ['9' * 40, '1e400', '-1', '9' * 5000,
+                                  '\u0661\u0667\u0660\u0660'.encode()])
+def test_absurd_date_gets_one_line_401_without_traceback(local_cluster,
+                                                         date):
+    node = RawNode(local_cluster, 'n1')
+    path = '/objects/d1/1/acct/cont/absurd-date'
+    headers = node.sign('DELETE', path, {
+        'X-Timestamp': timestamp.Timestamp.now().normal})
+    headers[signing.DATE_HEADER] = date
+    before = local_cluster.snapshot()
+    status, _, reply = node.send('DELETE', path, headers)
+    assert (status, reply) == (401, b'bad X-Coordsync-Date\n')
+    assert local_cluster.snapshot() == before
+
+
+# -- fencing, connections -------------------------------------------------
+
+def _device_of(cluster, node_name, part):
+    return next(d for d in cluster.ring.get_part_nodes(part)
+                if d['node'] == node_name)
+
+
+def test_restarted_node_keeps_refusing_older_tokens(local_cluster):
+    cluster = local_cluster
+    part = next(p for p in range(2 ** PART_POWER)
+                if any(d['node'] == 'n2'
+                       for d in cluster.ring.get_part_nodes(p)))
+    node = _device_of(cluster, 'n2', part)
+    item = replicate_item(part)
+    replicate = cluster.node_client.replicate
+    assert isinstance(replicate(node, part, fence=fencing.Fence(item, 9)),
+                      dict)
+    with pytest.raises(client.NodeError) as err:
+        replicate(node, part, fence=fencing.Fence(item, 5))
+    assert err.value.fenced
+
+    cluster.cluster_cmd('stop', 'n2')
+    cluster.cluster_cmd('start', 'n2')
+    with pytest.raises(client.NodeError) as err:
+        replicate(node, part, fence=fencing.Fence(item, 8))
+    assert err.value.fenced
+    assert str(err.value).endswith(
+        '409 fenced: token 8 for %s is older than 9' % item)
+    assert isinstance(replicate(node, part, fence=fencing.Fence(item, 9)),
+                      dict)
+    # A fenced write changes nothing.
+    path = client.object_path(node['device'], part, 'acct', 'cont', 'fenced')
+    status, headers, _ = cluster.node_client.call(
+        node, 'PUT', path, body=b'late', fence=fencing.Fence(item, 8),
+        headers={'X-Timestamp': timestamp.Timestamp.now().normal})
+    assert (status, headers['x-coordsync-fenced']) == (409, 'true')
+    assert cluster.files_of('acct', 'cont', 'fenced') == {}
+
+
+def test_node_client_streams_and_keeps_connections_alive(local_cluster):
+    cluster = local_cluster
+    nodes_client = client.NodeClient(cluster.conf, member_id='test@here.1')
+    name = 'streamed'
+    part, replicas = cluster.ring.get_nodes('acct', 'cont', name)
+    node = replicas[0]
+    body = os.urandom(3 * 2 ** 20 + 5)
+    chunks = (body[i:i + 65536] for i in range(0, len(body), 65536))
+    status, _, reply = nodes_client.call(
+        node, 'PUT', client.object_path(node['device'], part, 'acct',
+                                        'cont', name),
+        headers={'X-Timestamp': timestamp.Timestamp.now().normal},
+        body=chunks)
+    assert status == 201, reply
+    obj_hash = cluster.obj_hash('acct', 'cont', name)
+    for _ in range(3):
+        resp = nodes_client.get_by_hash(node, part, obj_hash)
+        assert resp.status == 200
+        md5 = hashlib.md5()
+        for chunk in resp.iter_body(10000):
+            md5.update(chunk)
+        assert md5.hexdigest() == hashlib.md5(body).hexdigest()
+        assert nodes_client.list_suffix(node, part, obj_hash[-3:])
+    # NOTE: one after another, every request went over one connection.
+    pool = nodes_client._pools.connection_from_host(node['ip'],
+                                                    node['port'])
+    assert (pool.num_connections, pool.num_requests) == (1, 7)
+
+
+@pytest.fixture
+def small_node(tmp_path):
+    """A node server alone, with [server] max_connections = 8."""
+    ip, port = '127.0.0.1', local_cluster_cmd.free_base_port(1)
+    config = nodes.write_config(str(tmp_path / 'small.conf'), {
+        'DEFAULT': {'node_name': 'small', 'state_path': tmp_path / 'state',
+                    'devices': tmp_path / 'devices', 'bind_ip': ip,
+                    'bind_port': port, 'cluster_secret': 'small-secret',
+                    'use_stderr': 'true'},
+        'coordination': {'backend_url': 'file://%s' % (tmp_path / 'co')},
+        'server': {'max_connections': 8, 'client_timeout': 5}})
+    os.makedirs(tmp_path / 'devices' / 'd1')
+    proc = nodes.Process('small', nodes.module_argv(
+        'coordsync.cmd.server', '--config-file', config),
+        str(tmp_path / 'small.log'))
+    try:
+        proc.wait_log('Node server listening')
+        yield ip, port
+    finally:
+        proc.stop()
+
+
+def _ask(address, request):
+    """Send raw bytes; the whole answer (the server closes after it)."""
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        answer = b''
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return answer
+            answer += chunk
+
+
+def test_healthcheck_answers_beyond_max_connections(small_node):
+    idle = [socket.create_connection(small_node, timeout=10)
+            for _ in range(12)]
+    try:
+        health = _ask(small_node, b'GET /healthcheck HTTP/1.1\r\n'
+                                  b'Host: x\r\nConnection: close\r\n\r\n')
+        assert health.startswith(b'HTTP/1.1 200 OK\r\n')
+        assert health.endswith(b'\r\n\r\nOK\n')
+        extra = _ask(small_node, b'PUT /objects/d1/1/a/c/o HTTP/1.1\r\n'
+                                 b'Host: x\r\nContent-Length: 70000\r\n\r\n'
+                                 + b'x' * 70000)
+        assert extra.startswith(b'HTTP/1.1 503 Service Unavailable\r\n')
+        assert extra.endswith(b'\r\n\r\ntoo many connections\n')
+        # Idle connections are closed: those served after [server]
+        # client_timeout, the ones beyond the cap at once, with a 503.
+        answers = []
+        for sock in idle:
+            sock.settimeout(30)
+            answers.append(b''.join(iter(lambda s=sock: s.recv(65536),
+                                         b'')))
+        assert answers.count(b'') == 8
+        assert all(a.startswith(b'HTTP/1.1 503 ') for a in answers if a)
+    finally:
+        for sock in idle:
+            sock.close()
+    served = _ask(small_node, b'GET /nowhere HTTP/1.1\r\nHost: x\r\n'
+                              b'Connection: close\r\n\r\n')
+    assert served.startswith(b'HTTP/1.1 404 Not Found\r\n')
+    assert served.endswith(b'\r\n\r\nno such path: /nowhere\n')
