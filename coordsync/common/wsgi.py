@@ -28,6 +28,8 @@ exception is logged with its traceback and answered with a one-line 500.
 
 import dataclasses
 import json
+import socket
+import time
 import urllib.parse
 
 from oslo_log import log as logging
@@ -45,6 +47,7 @@ MAX_MEMBER_LENGTH = 256
 # send its request head, so a health check can still be told apart.
 WHEN_FULL_TIMEOUT = 2.0
 MAX_HEAD = 16384
+MAX_DRAIN = 2 ** 20
 
 STATUS_TEXT = {
     200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request',
@@ -332,14 +335,19 @@ def answer_when_full(client):
                                                    len(body))).encode()
                    + (b'' if method == b'HEAD' else body))
     # NOTE: closing with an unread request body would reset the
-    # connection, and the client could lose the answer before reading it.
-    client.shutdown(1)  # SHUT_WR
-    drained = 0
-    while drained < MAX_HEAD * 4:
-        chunk = client.recv(65536)
-        if not chunk:
-            break
-        drained += len(chunk)
+    # connection, and the client could lose the answer before reading it;
+    # so some of it is read and dropped (a bounded amount, for a bounded
+    # time: a big upload may still see a reset instead).
+    client.shutdown(socket.SHUT_WR)
+    drained, deadline = 0, time.monotonic() + WHEN_FULL_TIMEOUT
+    try:
+        while drained < MAX_DRAIN and time.monotonic() < deadline:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            drained += len(chunk)
+    except TimeoutError:
+        pass
 
 
 class WSGIService:

@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import time
 import urllib.parse
 
@@ -640,3 +641,33 @@ def test_healthcheck_ignores_fence_headers(app):
     reply = fenced(app, 'GET', '/healthcheck', signed=False)
     assert reply.status == 200
     assert not os.path.exists(app.token_store.path)
+
+
+# -- beyond [server] max_connections -----------------------------------------
+
+def _when_full(request, monkeypatch):
+    monkeypatch.setattr(wsgi, 'WHEN_FULL_TIMEOUT', 0.2)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(request)
+        wsgi.answer_when_full(ours)
+        ours.close()
+        return b''.join(iter(lambda: theirs.recv(65536), b''))
+
+
+@pytest.mark.parametrize('request_line, status, body', [
+    (b'GET /healthcheck HTTP/1.1', b'200 OK', b'OK\n'),
+    (b'GET /healthcheck?x=1 HTTP/1.1', b'200 OK', b'OK\n'),
+    (b'HEAD /healthcheck HTTP/1.1', b'200 OK', b''),
+    (b'GET /objects/sda/7/a/c/o HTTP/1.1', b'503 Service Unavailable',
+     b'too many connections\n'),
+    (b'PUT /healthcheck HTTP/1.1', b'503 Service Unavailable',
+     b'too many connections\n'),
+    (b'', b'503 Service Unavailable', b'too many connections\n'),
+])
+def test_answer_when_full(monkeypatch, request_line, status, body):
+    request = request_line + b'\r\nHost: x\r\n\r\n' if request_line else b''
+    answer = _when_full(request + b'x' * 30000, monkeypatch)
+    assert answer.startswith(b'HTTP/1.1 ' + status + b'\r\n')
+    assert b'\r\nConnection: close\r\n' in answer
+    assert answer.endswith(b'\r\n\r\n' + body)
