@@ -1,0 +1,303 @@
+"""The worker engine with a toy daemon and a fake coordinator."""
+
+import dataclasses
+import json
+import logging
+
+import pytest
+from oslo_config import cfg
+
+from coordsync import concurrency
+from coordsync import conf as coordsync_conf
+from coordsync import exceptions
+from coordsync.common import daemon
+from coordsync.common import worker
+
+
+@dataclasses.dataclass
+class Item:
+    number: int
+    eligible: frozenset = frozenset(['n1', 'n2', 'n3'])
+    handoff: bool = False
+    where: str = 'd1'
+
+    @property
+    def key(self):
+        return 'coordsync/toy/%d' % self.number
+
+    @property
+    def item_id(self):
+        return self.number
+
+
+class FakeCoordinator:
+    """Membership views (one per read, the last one kept), locks held
+    elsewhere, and a record of every lock call."""
+
+    member_id = 'n1@h.1'
+
+    def __init__(self, views=(('n1', 'n2', 'n3'),), held_elsewhere=(),
+                 healthy=True):
+        self.views = [list(v) for v in views]
+        self.held_elsewhere = set(held_elsewhere)
+        self.healthy = healthy
+        self.windows = []
+        self.released = []
+        self.held = set()
+        self.progress = {}
+        self.next_token = 100
+
+    def members(self):
+        if not self.healthy:
+            raise exceptions.CoordinationUnavailable('down')
+        view = self.views.pop(0) if len(self.views) > 1 else self.views[0]
+        return {'%s@h.1' % n: {'node': n, 'roles': ['toy'],
+                               'progress': {'toy': {'state': 'idle'}}}
+                for n in view}
+
+    def try_lock_many(self, names):
+        self.windows.append(list(names))
+        granted = {}
+        for name in names:
+            if name in self.held_elsewhere or name in self.held:
+                granted[name] = None
+                continue
+            self.next_token += 1
+            self.held.add(name)
+            granted[name] = self.next_token
+        return granted
+
+    def release(self, name):
+        self.held.discard(name)
+        self.released.append(name)
+
+    def flush_releases(self):
+        pass
+
+    def is_still_owner(self, name):
+        return name in self.held
+
+    def set_progress(self, worker_name, **fields):
+        self.progress.setdefault(worker_name, {}).update(fields)
+
+
+class Toy(worker.Worker):
+    name = 'toy'
+    conf_group = 'replicator'
+    item_noun = 'items'
+
+    def __init__(self, conf, coordinator, items, work=None):
+        super().__init__(conf, coordinator)
+        self.items = items
+        self.done = []
+        self._work = work or (lambda job, grant: True)
+
+    def collect_jobs(self, **filters):
+        return list(self.items)
+
+    def static_jobs(self, jobs):
+        return [j for j in jobs if not j.handoff]
+
+    def work(self, job, grant):
+        self.done.append((job.number, grant.token))
+        return self._work(job, grant)
+
+
+@pytest.fixture
+def conf(tmp_path):
+    conf = cfg.ConfigOpts()
+    coordsync_conf.register_opts(conf)
+    conf([], default_config_files=[])
+    conf.set_override('node_name', 'n1')
+    conf.set_override('state_path', str(tmp_path))
+    conf.set_override('recon_cache_path', str(tmp_path / 'recon'),
+                      group='replicator')
+    conf.set_override('lock_window', 4, group='replicator')
+    return conf
+
+
+def single_owner(n):
+    """Items that n1 owns among n1..n3 (division is deterministic)."""
+    return [Item(i, frozenset(['n1'])) for i in range(n)]
+
+
+# -- grouping and scoping -----------------------------------------------------
+
+def test_jobs_of_one_item_run_in_one_batch_in_plan_order():
+    a, b = Item(3), Item(3, handoff=True, where='d2')
+    planned = [('mine', a), ('mine', Item(5)), ('handoff', b),
+               ('takeover', Item(9))]
+    batches = worker.batches_by_key(planned)
+    assert [[j.number for _, j in batch] for batch in batches] == [
+        [3, 3], [5], [9]]
+    assert [c for c, _ in batches[0]] == ['mine', 'handoff']
+
+
+def test_run_scoped_returns_results_in_order():
+    def slow_square(n):
+        concurrency.sleep(0.001 * (5 - n))
+        return n * n
+    assert worker.run_scoped(slow_square, range(5), 3) == [0, 1, 4, 9, 16]
+
+
+def test_run_scoped_first_failure_cancels_the_siblings(capsys):
+    finished = []
+
+    def step(n):
+        if n == 1:
+            raise worker.LockLost('fenced')
+        concurrency.sleep(0.2)
+        finished.append(n)
+    with pytest.raises(worker.LockLost):
+        worker.run_scoped(step, range(6), 3)
+    concurrency.sleep(0.3)
+    assert finished == []
+    assert 'Traceback' not in capsys.readouterr().err
+
+
+# -- locks in windows ---------------------------------------------------------
+
+def test_locks_are_taken_in_windows_and_each_released(conf):
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(10))
+    summary = toy.run_once()
+    assert [len(w) for w in coordinator.windows] == [4, 4, 2]
+    assert sorted(coordinator.released) == sorted(
+        i.key for i in single_owner(10))
+    assert coordinator.held == set()
+    assert summary['done'] == summary['succeeded'] == 10
+    # Every item ran with its own token.
+    assert len({token for _n, token in toy.done}) == 10
+
+
+def test_item_locked_elsewhere_is_skipped_then_retried_once(conf):
+    coordinator = FakeCoordinator(held_elsewhere=['coordsync/toy/2'])
+    toy = Toy(conf, coordinator, single_owner(5))
+    summary = toy.run_once()
+    assert 2 not in [n for n, _t in toy.done]
+    assert summary['skipped_locked'] == 2  # in the pass, and on retry
+    assert coordinator.windows[-1] == ['coordsync/toy/2']
+    assert 'coordsync/toy/2' not in coordinator.released
+
+
+def test_failures_are_counted_and_the_lock_released_anyway(conf, caplog):
+    def work(job, grant):
+        if job.number == 1:
+            raise RuntimeError('boom')
+        return job.number != 2
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(4), work)
+    summary = toy.run_once()
+    assert summary['failed'] == 2 and summary['errors'] == 2
+    assert summary['succeeded'] == 2
+    assert coordinator.held == set()
+    assert coordinator.progress['toy']['errors'] == 2
+    assert '2 failed' in toy.stats_line()
+
+
+def test_lockup_is_cancelled_and_counted(conf):
+    conf.set_override('lockup_timeout', 1.0, group='replicator')
+
+    def work(job, grant):
+        if job.number == 0:
+            concurrency.sleep(5)
+        return True
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(2), work)
+    summary = toy.run_once()
+    assert summary['lockups'] == 1 and summary['errors'] == 1
+    assert coordinator.held == set()
+
+
+def test_fenced_item_is_counted_as_fenced(conf):
+    def work(job, grant):
+        coordinator.held.discard(job.key)  # the lock moved away
+        grant.check()
+    coordinator = FakeCoordinator()
+    summary = Toy(conf, coordinator, single_owner(3), work).run_once()
+    assert summary['fenced'] == 3 and summary['errors'] == 0
+
+
+# -- planning -----------------------------------------------------------------
+
+def test_static_rule_without_coordination_takes_no_locks(conf):
+    coordinator = FakeCoordinator(healthy=False)
+    items = single_owner(3) + [Item(7, handoff=True)]
+    toy = Toy(conf, coordinator, items)
+    summary = toy.run_once()
+    assert summary['mode'] == worker.STATIC
+    assert coordinator.windows == []
+    assert sorted(n for n, _t in toy.done) == [0, 1, 2]
+    assert {t for _n, t in toy.done} == {None}
+
+
+def test_sweep_takes_items_that_became_ours_during_the_pass(conf):
+    items = [Item(i) for i in range(60)]
+    coordinator = FakeCoordinator(views=[['n1', 'n2', 'n3'],
+                                         ['n1', 'n3']])
+    toy = Toy(conf, coordinator, items)
+    summary = toy.run_once()
+    numbers = [n for n, _t in toy.done]
+    assert len(numbers) == len(set(numbers))
+    steady = Toy(conf, FakeCoordinator(), items)
+    steady.run_once()
+    mine = {n for n, _t in steady.done}
+    assert mine < set(numbers)
+    assert summary['total'] == len(numbers)
+
+
+def test_steady_membership_takes_each_item_once(conf):
+    items = [Item(i) for i in range(60)]
+    done = set()
+    for node in ('n1', 'n2', 'n3'):
+        conf.set_override('node_name', node)
+        toy = Toy(conf, FakeCoordinator(), items)
+        toy.run_once()
+        numbers = [n for n, _t in toy.done]
+        assert not done & set(numbers)
+        done.update(numbers)
+    assert done == set(range(60))
+
+
+# -- reports ------------------------------------------------------------------
+
+def test_recon_and_published_progress(conf, tmp_path):
+    coordinator = FakeCoordinator()
+    Toy(conf, coordinator, single_owner(3)).run_once()
+    with open(tmp_path / 'recon' / 'toy.json') as fh:
+        recon = json.load(fh)
+    assert recon['done'] == 3 and recon['mode'] == worker.COORDINATED
+    progress = coordinator.progress['toy']
+    assert progress['state'] == worker.IDLE
+    assert progress['last_pass']['succeeded'] == 3
+
+
+def test_peer_errors_make_one_line_per_peer(caplog):
+    errors = worker.PeerErrors()
+    for _ in range(40):
+        errors.record('10.0.0.2:6200/d1', 'connection refused')
+    errors.record('10.0.0.3:6200/d1', 'timed out')
+    with caplog.at_level(logging.WARNING):
+        errors.log(logging.getLogger('t'), 'pass 1')
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        'pass 1: 40 errors talking to 10.0.0.2:6200/d1 (last: connection '
+        'refused)',
+        'pass 1: 1 errors talking to 10.0.0.3:6200/d1 (last: timed out)']
+
+
+class StartableCoordinator(FakeCoordinator):
+    def start(self, wait=None):
+        return True
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_once_exit_status_is_non_zero_when_an_item_failed(conf):
+    toy = Toy(conf, StartableCoordinator(), single_owner(2),
+              lambda job, grant: job.number == 0)
+    assert daemon.run_once(conf, toy, {}) == daemon.EXIT_FAILED
+    toy = Toy(conf, StartableCoordinator(), single_owner(2))
+    assert daemon.run_once(conf, toy, {}) == daemon.EXIT_OK
+    assert toy.coordinator.progress['toy']['state'] == worker.FINISHED
