@@ -22,19 +22,14 @@ doing exactly what ``coordsync-replicator --once`` does (``main`` of
 ``make_replicator``, ``Coordinator.start``, ``ObjectReplicator.run_once``,
 ``Coordinator.stop``) with two additions:
 
-* Timers wrapped around the coordinator's ``try_lock``, ``release``,
-  ``is_still_owner`` and ``members`` and around the replicator's
-  ``run_job`` (one partition job: try-lock, repair, release). Parsing
-  the replicator's log could not work: it does not log lock calls.
-  With ``concurrency`` jobs in flight, a timed call's wall time also
-  holds the moments other green threads ran meanwhile, so adding call
-  times up and dividing by the pass time would overstate coordination.
-  Instead the *share* is per job: lock-call time / job time, summed over
-  the pass's jobs; each job's calls are stretched alike by its
-  neighbours, so the ratio is what part of a job's latency is
-  coordination. Membership (the one ``members()`` read that plans the
-  pass) is added in as wall time. With ``--concurrency 1`` both are
-  exact shares of the pass's wall time.
+* Timers wrapped around the coordinator's lock calls (``try_lock_many``,
+  one per window of partitions; ``release``, buffered and sent in
+  batches; ``flush_releases``) and ``members`` (the reads that plan the
+  pass and re-plan it at its end). Parsing the replicator's log could
+  not work: it does not log lock calls. The *share* is the wall time
+  spent in those calls over the pass's wall time. It is an upper bound:
+  a window's locks are taken while the previous window's partitions are
+  still being repaired, so part of that time overlaps useful work.
 * A barrier before the pass: each process waits until the three
   replicator members are in the group, as long-running daemons would
   be. Without it (``--no-barrier``) a process that joins before the
@@ -61,7 +56,7 @@ import bench_repair
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = 'BENCH-PASS-RESULT '
 NODES = ('n1', 'n2', 'n3')
-LOCK_CALLS = ('try_lock', 'release', 'is_still_owner')
+LOCK_CALLS = ('try_lock_many', 'release', 'flush_releases')
 
 
 def parse_args(argv):
@@ -115,7 +110,7 @@ class CallTimer:
 
 def _replicator_members(coordinator):
     return {caps.get('node') for caps in coordinator.members().values()
-            if 'replicator' in (caps.get('roles') or [])}
+            if 'object-replicator' in (caps.get('roles') or [])}
 
 
 def wait_for_members(coordinator, expect, timeout):
@@ -134,6 +129,7 @@ def wait_for_members(coordinator, expect, timeout):
 def node_pass(args):
     from coordsync import concurrency
     concurrency.monkey_patch()
+    from coordsync import daemons
     from coordsync import service
     from coordsync.cmd import replicator as replicator_cmd
 
@@ -142,11 +138,10 @@ def node_pass(args):
         cli_opts=replicator_cmd.CLI_OPTS)
     if args.concurrency:
         conf.set_override('concurrency', args.concurrency, 'replicator')
-    coordinator, worker = replicator_cmd.make_replicator(conf,
-                                                         ['replicator'])
+    coordinator, (worker,) = daemons.make_workers(conf,
+                                                  [replicator_cmd.NAME])
     timer = CallTimer()
     timer.wrap(coordinator, LOCK_CALLS + ('members',))
-    timer.wrap(worker, ('run_job',))
     start = time.monotonic()
     coordinator.start(wait=conf.coordination.session_timeout)
     joined = time.monotonic() - start
@@ -155,6 +150,7 @@ def node_pass(args):
     timer.reset()
     try:
         summary = worker.run_once()
+        worker.finish_once(120.0)
     finally:
         coordinator.stop()
     print(RESULT + json.dumps({
@@ -211,31 +207,31 @@ def run_passes(files, args, label):
 def figures(result):
     summary, calls = result['summary'], result['calls']
     duration = max(summary['duration'], 1e-9)
-    lock_count = sum(calls.get(n, (0, 0))[0] for n in LOCK_CALLS)
+    # NOTE: one take and one release per partition taken: the lock
+    # operations the batched calls stand for.
+    lock_count = 2 * summary['succeeded']
     lock_time = sum(calls.get(n, (0, 0.0))[1] for n in LOCK_CALLS)
-    job_time = calls.get('run_job', (0, 0.0))[1]
     members_time = calls.get('members', (0, 0.0))[1]
-    in_jobs = lock_time / job_time if job_time else 0.0
-    share = (members_time + in_jobs * (duration - members_time)) / duration
+    share = (lock_time + members_time) / duration
     ms = {n: 1000 * calls[n][1] / calls[n][0] for n in calls if calls[n][0]}
     return {
         'node': result['node'], 'total': summary['total'],
-        'repaired': summary['repaired'],
+        'repaired': summary['succeeded'],
         'skipped': summary['skipped_locked'], 'duration': duration,
         'share': share, 'lock_ops': lock_count,
         'lock_ops_s': lock_count / duration,
-        'try_lock_ms': ms.get('try_lock', 0.0),
+        'try_lock_ms': ms.get('try_lock_many', 0.0),
         'release_ms': ms.get('release', 0.0),
         'members_ms': members_time * 1000,
         'replicate_per_part': (summary['replicate_requests']
-                               / max(summary['repaired'], 1)),
+                               / max(summary['succeeded'], 1)),
         'pushed': summary['objects_pushed'] + summary['objects_pulled'],
     }
 
 
 HEADER = ('%-4s %6s %6s %7s %8s %7s %8s %9s %8s %8s %8s %9s %6s' % (
     'node', 'tried', 'taken', 'skipped', 'pass s', 'coord %', 'lock ops',
-    'lock op/s', 'try ms', 'rel ms', 'memb ms', 'REPL/part', 'moved'))
+    'lock op/s', 'win ms', 'rel ms', 'memb ms', 'REPL/part', 'moved'))
 
 
 def report(label, results, partitions):

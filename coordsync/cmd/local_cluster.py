@@ -93,9 +93,11 @@ def _write_config(workdir, meta, name):
         'session_timeout = %d' % meta['session_timeout'],
         'progress_interval = 5',
         '',
+        '[server]',
+        'workers = %s' % ('object-replicator' if meta['replicate_every']
+                          else ''),
+        '',
         '[replicator]',
-        'run_in_server = %s' % ('true' if meta['replicate_every'] else
-                                'false'),
         'run_pause = %s' % (meta['replicate_every'] or 30),
         'stats_interval = 60',
         '',

@@ -1,12 +1,13 @@
 """coordsync-replicator: the coordinated object replicator of one node.
 
-    coordsync-replicator --config-file F [--once] [--devices d1,d2]
-                         [--partitions 3,17]
+    coordsync-replicator --config-file F [--once] [--wait-for-peers]
+                         [--devices d1,d2] [--partitions 3,17]
 
-It joins the coordination group as a ``replicator`` member of this node,
-then runs passes (see :mod:`coordsync.obj.replicator`) until SIGTERM, or one
-pass with ``--once``. Exit status of ``--once``: 0 when every job
-succeeded, 1 when some failed, 2 on a bad config or ring.
+It joins the coordination group as an ``object-replicator`` member of
+this node, then runs passes (see :mod:`coordsync.obj.replicator`) until
+SIGTERM, or one pass with ``--once``. Exit status of ``--once``: 0 when
+every partition was replicated, 1 when some failed, 2 on a bad config or
+ring.
 """
 
 import sys
@@ -14,14 +15,20 @@ import sys
 from oslo_config import cfg
 
 from coordsync import concurrency
+from coordsync import daemons
 from coordsync import exceptions
 from coordsync import service
-from coordsync.common import coordination
 from coordsync.common import daemon
-from coordsync.obj import replicator
+
+NAME = 'object-replicator'
 
 CLI_OPTS = [
     cfg.BoolOpt('once', default=False, help='Run one pass and exit.'),
+    cfg.BoolOpt('wait-for-peers', default=False,
+                help='With --once: first wait (up to a session timeout) '
+                     'until every node in the ring has a replicator in '
+                     'the group, so runs started together on several '
+                     'nodes plan alike.'),
     # NOTE: dest differs from the option name: [DEFAULT] devices exists.
     cfg.ListOpt('devices', dest='override_devices', default=[],
                 help='Only these local devices (comma separated).'),
@@ -31,28 +38,9 @@ CLI_OPTS = [
 ]
 
 
-def make_replicator(conf, roles):
-    coordinator = coordination.Coordinator(conf, roles=roles)
-    worker = replicator.ObjectReplicator(conf, coordinator)
-    coordinator.devices = [d['device'] for d in
-                           worker.ring.devices_on_node(conf.node_name)]
-    return coordinator, worker
-
-
-def run_once(conf, coordinator, worker):
-    # NOTE: give the group a session timeout to answer; without it the
-    # pass runs under the static rule, which is still safe.
-    coordinator.start(wait=conf.coordination.session_timeout)
-    try:
-        if coordinator.healthy and not worker.wait_for_peers(
-                conf.coordination.session_timeout):
-            worker.log.info('Not every ring node has a replicator in the '
-                            'group; planning with the ones that do')
-        summary = worker.run_once(set(conf.override_devices),
-                                  set(conf.override_partitions))
-    finally:
-        coordinator.stop()
-    return 1 if summary['failed'] or summary['lockups'] else 0
+def filters(conf):
+    return {'devices': set(conf.override_devices),
+            'partitions': set(conf.override_partitions)}
 
 
 def main(argv=None):
@@ -60,14 +48,14 @@ def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-replicator',
                                    cli_opts=CLI_OPTS)
     try:
-        coordinator, worker = make_replicator(conf, ['replicator'])
+        coordinator, (worker,) = daemons.make_workers(conf, [NAME])
     except exceptions.CoordsyncError as err:
         print('coordsync-replicator: error: %s' % err, file=sys.stderr)
         return service.EXIT_CONFIG_ERROR
     if conf.once:
-        return run_once(conf, coordinator, worker)
-    return daemon.run_node(conf, coordinator,
-                           [replicator.ReplicatorService(worker)])
+        return daemon.run_once(conf, worker, filters(conf),
+                               conf.wait_for_peers)
+    return daemon.run_workers(conf, coordinator, [worker])
 
 
 if __name__ == '__main__':

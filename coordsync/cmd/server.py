@@ -9,14 +9,12 @@ after the session timeout.
 import sys
 
 from coordsync import concurrency
+from coordsync import daemons
 from coordsync import exceptions
 from coordsync import service
-from coordsync.cmd import replicator as replicator_cmd
-from coordsync.common import coordination
 from coordsync.common import daemon
 from coordsync.common import fencing
 from coordsync.common import wsgi
-from coordsync.obj import replicator
 from coordsync.obj import server
 
 
@@ -30,19 +28,16 @@ def main(argv=None):
         print('coordsync-server: error: %s' % err, file=sys.stderr)
         return service.EXIT_CONFIG_ERROR
     services = [wsgi.WSGIService(conf, app)]
-    if conf.replicator.run_in_server:
-        try:
-            coordinator, worker = replicator_cmd.make_replicator(
-                conf, ['server', 'replicator'])
-        except exceptions.CoordsyncError as err:
-            print('coordsync-server: error: %s' % err, file=sys.stderr)
-            return service.EXIT_CONFIG_ERROR
-        services.append(replicator.ReplicatorService(worker))
-    else:
-        coordinator = coordination.Coordinator(
-            conf, roles=['server'], devices=app.manager.devices())
     try:
-        return daemon.run_node(conf, coordinator, services)
+        coordinator, workers = daemons.make_workers(
+            conf, conf.server.workers, roles=['server'])
+    except exceptions.CoordsyncError as err:
+        print('coordsync-server: error: %s' % err, file=sys.stderr)
+        return service.EXIT_CONFIG_ERROR
+    if not workers:
+        coordinator.devices = app.manager.devices()
+    try:
+        return daemon.run_workers(conf, coordinator, workers, services)
     except OSError as err:
         print('coordsync-server: error: cannot listen on %s:%s: %s'
               % (conf.bind_ip, conf.bind_port, err.strerror or err),

@@ -38,16 +38,23 @@ YIELD_EVERY = 512
 class _Ring(hashring.HashRing):
     """tooz's HashRing, asked for the first node of a given set."""
 
+    def add_nodes(self, nodes, weight=1):
+        super().add_nodes(nodes, weight)
+        # Owner of each point, in ring order: walked by first_of.
+        self._owners = [self._ring[point] for point in self._partitions]
+
     def first_of(self, key, nodes):
         # NOTE: tooz's get_nodes(ignore_nodes=...) computes two set
         # differences over every node of the ring per call; walking the
         # points directly costs only the steps to the first allowed one.
+        owners = self._owners
         position = self._get_partition(key)
-        points = len(self._partitions)
-        for step in range(points):
-            node = self._get_node((position + step) % points)
-            if node in nodes:
-                return node
+        for index in range(position, len(owners)):
+            if owners[index] in nodes:
+                return owners[index]
+        for index in range(position):
+            if owners[index] in nodes:
+                return owners[index]
         return None
 
 

@@ -11,8 +11,9 @@ from coordsync.conf import coordination
 from coordsync.conf import node
 from coordsync.conf import replicator
 from coordsync.conf import status
+from coordsync.conf import worker
 
-AREAS = (node, cluster, coordination, replicator, status)
+AREAS = (node, cluster, coordination, worker, replicator, status)
 
 
 def register_opts(conf):

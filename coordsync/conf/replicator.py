@@ -2,6 +2,7 @@
 
 from oslo_config import cfg
 
+from coordsync.conf import worker
 from coordsync.conf.groups import fresh_group
 
 REPLICATOR_GROUP = cfg.OptGroup(
@@ -9,11 +10,7 @@ REPLICATOR_GROUP = cfg.OptGroup(
     help='The coordinated object replicator: one lock holder per '
          'partition per pass brings every replica of it level.')
 
-REPLICATOR_OPTS = [
-    cfg.FloatOpt('run_pause', default=30.0, min=0.0,
-                 help='Seconds to wait between two passes.'),
-    cfg.IntOpt('concurrency', default=4, min=1, max=256,
-               help='Partitions replicated at the same time.'),
+REPLICATOR_OPTS = worker.worker_opts() + [
     cfg.IntOpt('suffix_concurrency', default=8, min=1, max=256,
                help='Suffixes of one partition levelled at the same time '
                     '(each sends its objects one after another).'),
@@ -24,22 +21,6 @@ REPLICATOR_OPTS = [
                help='Delete a handoff partition once this many primaries '
                     'confirmed they have everything; 0 means all of '
                     'them.'),
-    cfg.FloatOpt('lockup_timeout', default=1800.0, min=1.0,
-                 help='A partition job running longer than this is '
-                      'cancelled and its lock released; the pass goes on.'),
-    cfg.FloatOpt('stats_interval', default=300.0, min=1.0,
-                 help='Seconds between two progress lines in the log.'),
-    cfg.StrOpt('recon_cache_path', default='$state_path/recon',
-               help='Directory of the JSON file with the last pass\'s '
-                    'figures.'),
-    cfg.StrOpt('audit_log',
-               help='If set, append one line per partition job start and '
-                    'end (node, partition, wall-clock time) to this file; '
-                    'tests and operators use it to check who repaired '
-                    'what and when.'),
-    cfg.BoolOpt('run_in_server', default=False,
-                help='Run the replicator inside coordsync-server instead '
-                     'of as a separate coordsync-replicator process.'),
 ]
 
 

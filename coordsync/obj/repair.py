@@ -25,8 +25,16 @@ deleted.
 **Push-only** repair is the safe static rule used when the coordination
 backend is unreachable: no lock, this node only pushes what it has.
 
-Before every write phase the job asks ``still_owner()``; a job whose lock
-was lost (a session outage) stops at once (fencing, invariant I1).
+Every request the job sends carries its grant's fence (item and token),
+so a node server that accepted a newer holder's token refuses it; before
+each write the job checks that it still holds the lock, and before
+writing to its own disks it consults this node's token store. A job
+whose lock was lost stops at once (fencing, invariant I1), and the
+suffix workers still running for it are cancelled with it.
+
+Errors talking to a peer are reported to ``on_peer_error(peer, error)``
+(the engine counts them per peer and logs one line per pass); any error
+makes the job count as failed.
 """
 
 import dataclasses
@@ -38,14 +46,15 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client as client_mod
 from coordsync.common import timestamp
+from coordsync.common import worker
 
 LOG = logging.getLogger(__name__)
 COPY_HEADERS = ('Content-Type', 'Content-Length', 'ETag')
 META_PREFIX = 'X-Object-Meta-'
 
 
-class LockLost(exceptions.CoordsyncError):
-    """The job's lock is no longer ours; it stopped before writing."""
+LockLost = worker.LockLost
+FENCED_HEADER = 'x-coordsync-fenced'
 
 
 @dataclasses.dataclass
@@ -58,6 +67,7 @@ class RepairStats:
     objects_pulled: int = 0
     objects_pushed: int = 0
     bytes_pushed: int = 0
+    handoffs_deleted: int = 0
     errors: int = 0
 
     def add(self, other):
@@ -98,13 +108,16 @@ class PartitionRepair:
         partition.
     :param partition: the partition number.
     :param peers: ring device dicts of the other replicas.
-    :param still_owner: callable, False once the job's lock is lost.
+    :param grant: the job's :class:`~coordsync.common.worker.Grant`
+        (a static one, without a token, when omitted).
+    :param on_peer_error: ``f(peer_label, error)`` for each failed
+        request to a peer.
     :param suffix_concurrency: suffixes levelled at the same time.
     """
 
     def __init__(self, manager, node_client, device, partition, peers,
-                 still_owner=lambda: True, logger=None,
-                 suffix_concurrency=8):
+                 grant=None, logger=None, suffix_concurrency=8,
+                 on_peer_error=None):
         self.manager = manager
         self.client = node_client
         self.device = device
@@ -112,7 +125,9 @@ class PartitionRepair:
         self.local = Replica({'device': device, 'ip': 'local',
                               'port': 0, 'node': 'local'}, local=True)
         self.peers = [Replica(dict(node)) for node in peers]
-        self.still_owner = still_owner
+        self.grant = grant or worker.Grant('static')
+        self.fence = self.grant.fence
+        self._on_peer_error = on_peer_error
         self.suffix_concurrency = suffix_concurrency
         self.log = logger or LOG
         self.stats = RepairStats()
@@ -130,15 +145,29 @@ class PartitionRepair:
                 else:
                     self.stats.replicate_requests += 1
                     replica.hashes = self.client.replicate(
-                        replica.node, self.partition, tuple(recalculate))
+                        replica.node, self.partition, tuple(recalculate),
+                        fence=self.fence)
                 return replica
             except (client_mod.NodeError, exceptions.DiskFileError,
                     ValueError) as err:
-                self.stats.errors += 1
-                self.log.warning('Partition %s: no hashes from %s: %s',
-                                 self.partition, replica.label, err)
-                return None
-        return [r for r in client_mod.concurrent_map(one, replicas) if r]
+                return err
+        answers = client_mod.concurrent_map(one, replicas)
+        for replica, answer in zip(replicas, answers, strict=True):
+            if isinstance(answer, Exception):
+                self._failed(replica, answer)
+        return [r for r in answers if isinstance(r, Replica)]
+
+    def _failed(self, replica, err):
+        """Count an error with ``replica``; stop the job if fenced."""
+        if getattr(err, 'fenced', False):
+            raise LockLost('%s refused token %s: %s' % (
+                replica.label, self.grant.token, err))
+        self.stats.errors += 1
+        if replica.local or self._on_peer_error is None:
+            self.log.warning('Partition %s: %s: %s', self.partition,
+                             replica.label, err)
+        else:
+            self._on_peer_error(replica.label, err)
 
     def _list(self, replica, suffix):
         if replica.local:
@@ -146,7 +175,7 @@ class PartitionRepair:
                 self.manager.list_suffix, self.device, self.partition,
                 suffix)
         return self.client.list_suffix(replica.node, self.partition,
-                                       suffix)
+                                       suffix, fence=self.fence)
 
     @staticmethod
     def differing_suffixes(replicas):
@@ -159,13 +188,12 @@ class PartitionRepair:
     # -- moving one object ---------------------------------------------------
 
     def _check_owner(self):
-        if not self.still_owner():
-            raise LockLost('lock of partition %s lost' % self.partition)
+        self.grant.check()
 
     def _pull(self, source, obj_hash):
         """Store locally the newest version ``source`` has of obj_hash."""
         resp = self.client.get_by_hash(source.node, self.partition,
-                                       obj_hash)
+                                       obj_hash, fence=self.fence)
         try:
             name = urllib.parse.unquote(resp.headers.get('x-object-name',
                                                          ''))
@@ -184,6 +212,7 @@ class PartitionRepair:
                     metadata[key.title()] = value
             df = self.manager.diskfile(self.device, self.partition,
                                        *_split_name(name))
+            self.grant.admit_local()
             with df.writer(metadata) as writer:
                 for chunk in resp.iter_body():
                     concurrency.run_in_thread(writer.write, chunk)
@@ -197,6 +226,7 @@ class PartitionRepair:
     def _store_tombstone(self, name, when):
         df = self.manager.diskfile(self.device, self.partition,
                                    *_split_name(name))
+        self.grant.admit_local()
         try:
             concurrency.run_in_thread(df.delete, when)
             self.stats.objects_pulled += 1
@@ -204,30 +234,39 @@ class PartitionRepair:
             pass
 
     def _push(self, obj_hash, targets):
-        """Send the local newest version of obj_hash to ``targets``."""
+        """Send the local newest version of obj_hash to ``targets``.
+
+        NOTE: the lock is checked again before each target: a holder
+        paused between two targets must not write to the second.
+        """
         df = self.manager.diskfile_by_hash(self.device, self.partition,
                                            obj_hash)
         try:
             reader = concurrency.run_in_thread(df.reader)
+            with reader:
+                metadata = reader.metadata
+            send = self._send_data
         except exceptions.DiskFileDeleted as err:
-            for target in targets:
-                self._send_tombstone(target, err.metadata)
-            return
-        with reader:
-            metadata = reader.metadata
+            metadata, send = err.metadata, self._send_tombstone
         for target in targets:
-            self._send_data(target, df, metadata)
+            self._check_owner()
+            try:
+                send(target, df, metadata)
+            except (client_mod.NodeError, ValueError) as err:
+                self._failed(target, err)
 
     def _target_path(self, target, name):
         return client_mod.object_path(target.node['device'], self.partition,
                                       *_split_name(name))
 
-    def _send_tombstone(self, target, metadata):
-        status, _, body = self.client.call(
+    def _send_tombstone(self, target, _df, metadata):
+        status, headers, body = self.client.call(
             target.node, 'DELETE', self._target_path(target,
                                                      metadata['name']),
-            headers={'X-Timestamp': metadata['X-Timestamp']})
-        self._check_sent(target, 'DELETE', status, body, (204, 404, 409))
+            headers={'X-Timestamp': metadata['X-Timestamp']},
+            fence=self.fence)
+        self._check_sent(target, 'DELETE', status, headers, body,
+                         (204, 404, 409))
 
     def _send_data(self, target, df, metadata):
         headers = {'X-Timestamp': metadata['X-Timestamp']}
@@ -238,14 +277,18 @@ class PartitionRepair:
         with reader:
             if reader.metadata['X-Timestamp'] != metadata['X-Timestamp']:
                 return  # NOTE: replaced meanwhile; the next pass sends it.
-            status, _, body = self.client.call(
+            status, reply, body = self.client.call(
                 target.node, 'PUT', self._target_path(target,
                                                       metadata['name']),
-                headers=headers, body=iter(reader))
-        if self._check_sent(target, 'PUT', status, body, (201, 409)):
+                headers=headers, body=iter(reader), fence=self.fence)
+        if self._check_sent(target, 'PUT', status, reply, body, (201, 409)):
             self.stats.bytes_pushed += int(metadata['Content-Length'])
 
-    def _check_sent(self, target, method, status, body, good):
+    def _check_sent(self, target, method, status, headers, body, good):
+        if status == 409 and headers.get(FENCED_HEADER):
+            raise LockLost('%s to %s refused: %s' % (
+                method, target.label, body[:200].decode('utf-8',
+                                                        'replace').strip()))
         if status in good:
             self.stats.objects_pushed += 1
             return True
@@ -261,9 +304,7 @@ class PartitionRepair:
             try:
                 listings[id(replica)] = self._list(replica, suffix)
             except (client_mod.NodeError, exceptions.DiskFileError) as err:
-                self.stats.errors += 1
-                self.log.warning('Partition %s: cannot list %s on %s: %s',
-                                 self.partition, suffix, replica.label, err)
+                self._failed(replica, err)
         reachable = [r for r in replicas if id(r) in listings]
         newest = {}
         for replica in reachable:
@@ -284,21 +325,25 @@ class PartitionRepair:
 
     def _level_object(self, obj_hash, want, lacking, reachable, listings,
                       pull):
-        try:
-            if any(r.local for r in lacking):
-                if not pull:
-                    return
-                source = next(r for r in reachable
-                              if obj_hash in listings[id(r)]
-                              and _version_key(listings[id(r)][obj_hash])
-                              == want)
+        if any(r.local for r in lacking):
+            if not pull:
+                return
+            source = next(r for r in reachable
+                          if obj_hash in listings[id(r)]
+                          and _version_key(listings[id(r)][obj_hash])
+                          == want)
+            try:
                 self._pull(source, obj_hash)
+            except (client_mod.NodeError, ValueError) as err:
+                self._failed(source, err)
+                return
+            except exceptions.DiskFileError as err:
+                self._failed(self.local, err)
+                return
+        try:
             self._push(obj_hash, [r for r in lacking if not r.local])
-        except (client_mod.NodeError, exceptions.DiskFileError,
-                ValueError) as err:
-            self.stats.errors += 1
-            self.log.warning('Partition %s: object %s not levelled: %s',
-                             self.partition, obj_hash, err)
+        except exceptions.DiskFileError as err:
+            self._failed(self.local, err)
 
     def repair(self, pull=True):
         """Level every replica; return the suffixes synced.
@@ -316,12 +361,11 @@ class PartitionRepair:
                                if any(r.hashes.get(s) != h
                                       for r in replicas))
         # NOTE: suffixes are levelled side by side: one object at a time
-        # waits on the receivers' fsyncs, one after another.
-        pool = concurrency.GreenPool(self.suffix_concurrency)
-        for _done in pool.imap(
-                lambda suffix: self._level_suffix(suffix, replicas, pull),
-                differing):
-            pass
+        # waits on the receivers' fsyncs, one after another. They belong
+        # to this job: one that raises (fenced) cancels the others.
+        worker.run_scoped(
+            lambda suffix: self._level_suffix(suffix, replicas, pull),
+            differing, self.suffix_concurrency)
         if differing:
             self._check_owner()
             self.stats.suffixes_synced += len(differing)
@@ -356,7 +400,7 @@ class PartitionRepair:
                           'have it all, keeping it', self.partition,
                           self.device, len(confirmed), needed)
             return False
-        self._check_owner()
+        self.grant.admit_local()
         deleted = concurrency.run_in_thread(
             self.manager.delete_partition, self.device, self.partition,
             before)

@@ -45,6 +45,7 @@ NODES = ('n1', 'n2', 'n3')
 PART_POWER = 5
 PARTITIONS = frozenset(range(2 ** PART_POWER))
 SESSION_TIMEOUT = 3
+WORKER = 'object-replicator'
 ACCOUNT = 'acct'
 # Bounds, not timing goals: generous for a loaded 2-core machine.
 PASS_BOUND = 30.0
@@ -247,7 +248,7 @@ class Replicators:
         ``processes`` maps label to node (default: one per node).
         """
         processes = processes or {node: node for node in NODES}
-        started = [self.spawn(label, node, '--once')
+        started = [self.spawn(label, node, '--once', '--wait-for-peers')
                    for label, node in processes.items()]
         for proc in started:
             try:
@@ -370,8 +371,8 @@ def replicator_members(config, *args):
     _code, report, _err = nodes.run_status(config, *args, '--format', 'json')
     if not isinstance(report, dict):
         return []
-    return sorted(((m['node'], m['progress'].get('replicator', {}))
-                   for m in report['members'] if 'replicator' in m['roles']),
+    return sorted(((m['node'], m['progress'].get(WORKER, {}))
+                   for m in report['members'] if WORKER in m['roles']),
                   key=lambda member: member[0])
 
 
@@ -726,3 +727,40 @@ def test_zookeeper_outage_falls_back_to_static_and_recovers(cluster,
         return [node for node, _progress in members] == list(NODES)
     nodes.wait_for(three_members, PASS_BOUND, interval=0.5,
                    message='status lists the 3 replicators')
+
+
+def test_every_peer_down_fails_the_pass_and_shows(cluster, replicators):
+    """With both peers' servers down, ``--once`` exits non-zero, each
+    peer's errors make one log line with a count (not one per
+    partition), and a running replicator's member is degraded in
+    coordsync-status with its error count."""
+    cluster.put('peers-down', 'obj', b'lonely')
+    group = replicators()
+    status = ('--config-file', group.config('status'))
+    with cluster.node_down('n2'), cluster.node_down('n3'):
+        once = group.spawn('n1-once', 'n1', '--once')
+        code = once.popen.wait(120)
+        log = once.log()
+        assert code == 1, log[-3000:]
+        summary = group.recon('n1-once')
+        assert summary['failed'] == summary['done'] > 0, summary
+        assert summary['peer_errors'] >= 2 * summary['failed']
+        peer_lines = re.findall(r'(\d+) errors talking to (\S+)', log)
+        peers = [peer for _count, peer in peer_lines]
+        assert len(peers) == len(set(peers)) > 0, log
+        assert set(peers) <= {
+            '%s:%s/%s' % (d['ip'], d['port'], d['device'])
+            for d in cluster.ring.devices if d['node'] != 'n1'}, log
+        assert sum(int(c) for c, _p in peer_lines) == summary['peer_errors']
+
+        group.spawn('n1', 'n1')
+
+        def degraded():
+            code, report, _err = nodes.run_status(
+                cluster.node_config('n1'), *status, '--format', 'json')
+            mine = [m for m in report['members']
+                    if WORKER in m['roles'] and m['node'] == 'n1']
+            errors = mine and mine[0]['progress'][WORKER].get('errors')
+            return code == 1 and errors and mine[0]['state'] == 'degraded'
+        nodes.wait_for(degraded, PASS_BOUND, interval=0.5,
+                       message='n1 replicator degraded in status')

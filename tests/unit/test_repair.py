@@ -21,6 +21,7 @@ from oslo_config import cfg
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import direct_client as client
+from coordsync.common import worker
 from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import repair
@@ -313,10 +314,28 @@ def test_push_only_never_writes_locally(cluster):
 
 # -- fencing -----------------------------------------------------------------
 
+class FakeGrant(worker.Grant):
+    """A grant whose lock is still ours while ``still_owner()`` says so
+    (no token on the wire: these node servers keep no token store)."""
+
+    def __init__(self, still_owner):
+        super().__init__('coordsync/replicate/0/%d' % PART, token=7)
+        self._still_owner = still_owner
+
+    fence = None
+
+    def check(self):
+        if not self._still_owner():
+            raise repair.LockLost('lost')
+
+    def admit_local(self):
+        self.check()
+
+
 def test_lost_lock_stops_before_any_write(cluster):
     diverge(cluster)
     before = cluster.snapshot()
-    job = cluster.job(still_owner=lambda: False)
+    job = cluster.job(grant=FakeGrant(lambda: False))
     with pytest.raises(repair.LockLost):
         job.repair()
     assert cluster.snapshot() == before
@@ -327,14 +346,26 @@ def test_lost_lock_stops_before_any_write(cluster):
 def test_lock_lost_midway_stops_at_once(cluster):
     for i in range(5):
         cluster.put(['n1'], 'o%d' % i, ts(1))
-    answers = iter([True, True])
-    job = cluster.job(still_owner=lambda: next(answers, False))
+    # One check before the object, one before each of its two targets.
+    answers = iter([True, True, True])
+    job = cluster.job(grant=FakeGrant(lambda: next(answers, False)))
     with pytest.raises(repair.LockLost):
         job.repair()
-    # Two objects went out (to both peers) before the loss, none after.
-    assert job.stats.objects_pushed == 4
-    assert len(cluster.object_files('n2')) == 2
-    assert len(cluster.object_files('n3')) == 2
+    # One object went out (to both peers) before the loss, none after.
+    assert job.stats.objects_pushed == 2
+    assert len(cluster.object_files('n2')) == 1
+    assert len(cluster.object_files('n3')) == 1
+
+
+def test_lock_lost_between_two_targets_stops_the_second(cluster):
+    cluster.put(['n1'], 'o0', ts(1))
+    answers = iter([True, True])
+    job = cluster.job(grant=FakeGrant(lambda: next(answers, False)))
+    with pytest.raises(repair.LockLost):
+        job.repair()
+    assert job.stats.objects_pushed == 1
+    assert len(cluster.object_files('n2')) + len(
+        cluster.object_files('n3')) == 1
 
 
 # -- handoffs ----------------------------------------------------------------

@@ -1,3 +1,5 @@
+"""The object replicator's declarations: jobs, locks, static rule."""
+
 from oslo_config import cfg
 
 from coordsync import conf as coordsync_conf
@@ -6,46 +8,15 @@ from coordsync.obj import diskfile
 from coordsync.obj import replicator
 
 
-def job(partition, handoff=False, device='d1'):
-    return replicator.Job(device, partition, [], frozenset(['n1']),
-                          handoff=handoff)
-
-
-def test_a_partitions_jobs_run_in_one_batch_in_plan_order():
-    planned = [('mine', job(3)), ('mine', job(5)),
-               ('handoff', job(3, handoff=True, device='d2')),
-               ('takeover', job(9))]
-    batches = replicator.partition_batches(planned)
-    assert [[j.partition for _, j in b] for b in batches] == [[3, 3], [5],
-                                                              [9]]
-    assert [c for c, _ in batches[0]] == ['mine', 'handoff']
-
-
-def test_lock_name_per_policy_and_partition():
-    assert replicator.lock_name(17) == 'coordsync/replicate/0/17'
-    assert job(17).key == replicator.lock_name(17)
-
-
 class FakeCoordinator:
-    """Membership that changes after the first read, as during a start."""
-
-    def __init__(self, views):
-        self.views = list(views)
-        self.healthy = True
-
-    def members(self):
-        view = self.views.pop(0) if len(self.views) > 1 else self.views[0]
-        return {'%s@h.1' % n: {'node': n, 'roles': ['replicator']}
-                for n in view}
-
-    def set_progress(self, worker, **fields):
-        pass
+    member_id = 'n1@h.1'
+    healthy = True
 
 
-def make_replicator(tmp_path, views):
+def make_replicator(tmp_path):
     ring_path = str(tmp_path / 'ring.json')
     ring = builder.RingBuilder(4, 3)
-    for zone, node in enumerate(('n1', 'n2', 'n3'), start=1):
+    for zone, node in enumerate(('n1', 'n2', 'n3', 'n4'), start=1):
         ring.add_device(node, '127.0.0.%d' % zone, 6200, 'd1', 1.0,
                         zone=zone)
     ring.rebalance()
@@ -57,32 +28,39 @@ def make_replicator(tmp_path, views):
     conf.set_override('node_name', 'n1')
     conf.set_override('ring_file', ring_path)
     conf.set_override('cluster_secret', 'x')
-    conf.set_override('recon_cache_path', str(tmp_path / 'recon'),
-                      group='replicator')
-    worker = replicator.ObjectReplicator(
-        conf, FakeCoordinator(views),
+    return replicator.ObjectReplicator(
+        conf, FakeCoordinator(),
         manager=diskfile.DiskFileManager(str(tmp_path / 'n1')))
-    ran = []
-    worker.run_job = lambda category, job: ran.append(
-        (category, job.partition))
-    return worker, ran
 
 
-def test_sweep_takes_partitions_that_became_ours_during_the_pass(tmp_path):
-    # Planned while n2 and n3 seemed alive; by the end only n1 and n3 are.
-    worker, ran = make_replicator(tmp_path, [['n1', 'n2', 'n3'],
-                                             ['n1', 'n3']])
-    summary = worker.run_once()
-    first = [p for c, p in ran if c == 'mine']
-    late = [p for c, p in ran if c == 'takeover']
-    assert first and late, ran
-    assert not set(first) & set(late)
-    assert summary['total'] == len(ran)
+def test_lock_name_per_policy_and_partition():
+    assert replicator.lock_name(17) == 'coordsync/replicate/0/17'
+    job = replicator.Job('d1', 17, [], frozenset(['n1']))
+    assert job.key == replicator.lock_name(17)
+    assert (job.item_id, job.where) == (17, 'd1')
 
 
-def test_steady_membership_sweeps_nothing(tmp_path):
-    worker, ran = make_replicator(tmp_path, [['n1', 'n2', 'n3']])
-    worker.run_once()
-    partitions = [p for _c, p in ran]
-    assert len(partitions) == len(set(partitions))
-    assert {c for c, _p in ran} == {'mine'}
+def test_jobs_are_own_primaries_and_handoffs_on_disk(tmp_path):
+    worker = make_replicator(tmp_path)
+    primary = set(worker.ring.partitions_for_device(0))
+    handoff = next(p for p in range(16) if p not in primary)
+    (tmp_path / 'n1' / 'd1' / 'objects' / str(handoff)).mkdir(parents=True)
+    jobs = worker.collect_jobs()
+    assert {j.partition for j in jobs if not j.handoff} == primary
+    assert [j.partition for j in jobs if j.handoff] == [handoff]
+    for job in jobs:
+        nodes = {d['node'] for d in worker.ring.get_part_nodes(
+            job.partition)}
+        assert job.eligible == nodes
+        assert all(p['node'] != 'n1' for p in job.peers) or job.handoff
+    # The static rule: own primaries only, never a handoff.
+    assert all(not j.handoff for j in worker.static_jobs(jobs))
+    assert worker.expected_nodes() == {'n1', 'n2', 'n3', 'n4'}
+
+
+def test_filters_keep_only_named_partitions(tmp_path):
+    worker = make_replicator(tmp_path)
+    some = sorted(worker.ring.partitions_for_device(0))[:2]
+    jobs = worker.collect_jobs(partitions=set(some))
+    assert sorted(j.partition for j in jobs) == some
+    assert worker.collect_jobs(devices={'nope'}) == []

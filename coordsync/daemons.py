@@ -1,0 +1,28 @@
+"""Every background worker a node can run, by the name operators use.
+
+``[server] workers`` lists names from here; each is also a command of
+its own (``coordsync-replicator`` runs ``object-replicator``).
+"""
+
+from coordsync.common import coordination
+from coordsync.obj import replicator
+
+WORKER_CLASSES = {
+    replicator.ObjectReplicator.name: replicator.ObjectReplicator,
+}
+
+
+def make_workers(conf, names, roles=()):
+    """One Coordinator (member) for this process, and its workers.
+
+    The member's roles are ``roles`` plus the workers' names, which is
+    how peers find who runs what.
+    """
+    coordinator = coordination.Coordinator(conf,
+                                           roles=list(roles) + list(names))
+    workers = [WORKER_CLASSES[name](conf, coordinator) for name in names]
+    devices = set()
+    for worker in workers:
+        devices.update(worker.local_devices())
+    coordinator.devices = sorted(devices)
+    return coordinator, workers
