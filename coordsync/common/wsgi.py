@@ -27,6 +27,7 @@ exception is logged with its traceback and answered with a one-line 500.
 """
 
 import dataclasses
+import functools
 import json
 import socket
 import time
@@ -92,6 +93,8 @@ class Request:
         if not self.path.startswith('/'):
             raise HTTPError(400, 'path must start with /')
         self.fence = None
+        # Set by NodeApp for a fenced request: admit the fence again.
+        self.recheck_fence = _nothing
         self.member = None
 
     def header(self, name):
@@ -275,6 +278,19 @@ class NodeApp:
         if fence is None:
             return
         _check_target(fence, route, args)
+        self.enforce_fence(req, fence)
+        req.fence = fence
+        req.recheck_fence = functools.partial(self.enforce_fence, req, fence)
+
+    def enforce_fence(self, req, fence):
+        """409 (fenced) unless ``fence`` is at least the newest token
+        this node accepted for its item; records it if newer.
+
+        Handlers call it again right before they commit a write whose
+        body took time to arrive: the item may have moved meanwhile.
+        """
+        if fence is None:
+            return
         try:
             ok, highest = self.token_store.admit(fence.item, fence.token)
         except fencing.TokenStoreError as err:
@@ -290,7 +306,10 @@ class NodeApp:
             raise HTTPError(409, 'fenced: token %d for %s is older than %d'
                             % (fence.token, fence.item, highest),
                             {fencing.FENCED_HEADER: 'true'})
-        req.fence = fence
+
+
+def _nothing():
+    return None
 
 
 def _check_target(fence, route, args):

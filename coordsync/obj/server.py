@@ -271,6 +271,9 @@ class ObjectRoutes:
         with self._call(df.writer, metadata) as writer:
             for chunk in req.body_chunks():
                 self._call(writer.write, chunk)
+            # NOTE: a sender paused mid-body (SIGSTOP, GC) may have lost
+            # its item to a newer holder since the request was admitted.
+            req.recheck_fence()
             stored = self._call(writer.commit)
         return 201, {'ETag': stored['ETag']}, []
 

@@ -553,6 +553,32 @@ def test_fenced_write_changes_nothing(app):
     assert reply.status == 201
 
 
+class SlowBody(io.BytesIO):
+    """A request body during which ``meanwhile()`` happens (the sender
+    was paused and another holder took the item)."""
+
+    def __init__(self, body, meanwhile):
+        super().__init__(body)
+        self.meanwhile = meanwhile
+
+    def read(self, size=-1):
+        chunk = super().read(size)
+        if not chunk and self.meanwhile:
+            self.meanwhile, meanwhile = None, self.meanwhile
+            meanwhile()
+        return chunk
+
+
+def test_fence_is_checked_again_before_a_slow_put_commits(app):
+    env = environ('PUT', OBJ, dict(fencing.Fence(ITEM, 8).headers(), **{
+        'X-Timestamp': ts(), 'Content-Length': '5'}), b'hello')
+    env['wsgi.input'] = SlowBody(b'hello', lambda: fenced(app, token=9))
+    reply = run_app(app, env)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {}
+
+
 def test_fence_is_checked_on_reads_too(app):
     assert fenced(app, 'GET', OBJ, token=9).status == 404
     assert fenced(app, 'GET', OBJ, token=3).status == 409
