@@ -23,9 +23,9 @@ and gets, for every pass:
 2. **Lock** -- items go in windows of ``lock_window``: one
    :meth:`~coordsync.common.coordination.Coordinator.try_lock_many` per
    window (one round trip on ZooKeeper); each grant carries a fencing
-   token. An item held elsewhere is skipped and tried once more at the
-   end of the pass (its holder may have been doing something else with
-   it, such as pushing a handoff home).
+   token. An item held elsewhere is skipped and tried again a few times
+   at the end of the pass (its holder may have been doing something else
+   with it, such as pushing a handoff home).
 3. **Work** -- ``concurrency`` items at a time. ``work(job, grant)``
    sends ``grant.fence`` with every write so node servers refuse it once
    a newer holder wrote (fencing), calls ``grant.check()`` between
@@ -63,6 +63,8 @@ LOG = logging.getLogger(__name__)
 
 STATIC = 'static'
 COORDINATED = 'coordinated'
+# Waits, in seconds, before each new try of items locked elsewhere.
+BUSY_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)
 # States published in the member's progress.
 RUNNING, IDLE, FINISHED = 'running', 'idle', 'finished'
 
@@ -442,9 +444,20 @@ class Worker:
         pool.waitall()
 
     def _retry_busy(self):
-        """Try once more the items that were locked elsewhere."""
-        busy, self._busy = self._busy, []
-        if busy:
+        """Try again, a few times, the items that were locked elsewhere.
+
+        NOTE: the holder may be doing something else with the item than
+        this node would (pushing a handoff copy home levels nothing among
+        the primaries): skipping it for the whole pass would leave it
+        undone until the next. The holder releases it when its work ends,
+        so a few short waits usually get it. In a steady group nothing is
+        locked elsewhere and this costs nothing.
+        """
+        for delay in BUSY_RETRY_DELAYS:
+            busy, self._busy = self._busy, []
+            if not busy or self._stopping or self.stats.aborted:
+                return
+            concurrency.sleep(delay)
             self.stats.total += len(busy)
             self._run_planned(busy)
 

@@ -30,10 +30,12 @@ def worker_opts(run_pause=30.0, concurrency=4, lockup_timeout=1800.0):
                      help='Seconds to wait between two passes.'),
         cfg.IntOpt('concurrency', default=concurrency, min=1, max=256,
                    help='Items worked on at the same time.'),
-        cfg.IntOpt('lock_window', default=64, min=1, max=1024,
+        cfg.IntOpt('lock_window', default=16, min=1, max=1024,
                    help='Items whose locks are taken together, in one '
-                        'round trip on ZooKeeper. Each lock is still '
-                        'released as soon as its item ends.'),
+                        'round trip on ZooKeeper, shortly before they are '
+                        'worked on. Each lock is still released as soon as '
+                        'its item ends. Larger windows cost fewer round '
+                        'trips but hold locks of waiting items longer.'),
         cfg.FloatOpt('lockup_timeout', default=lockup_timeout, min=1.0,
                      help='An item worked on longer than this is '
                           'cancelled and its lock released; the pass goes '

@@ -170,14 +170,29 @@ def test_locks_are_taken_in_windows_and_each_released(conf):
     assert len({token for _n, token in toy.done}) == 10
 
 
-def test_item_locked_elsewhere_is_skipped_then_retried_once(conf):
+def test_item_locked_elsewhere_is_retried_a_few_times(conf, monkeypatch):
+    monkeypatch.setattr(worker, 'BUSY_RETRY_DELAYS', (0, 0, 0))
     coordinator = FakeCoordinator(held_elsewhere=['coordsync/toy/2'])
     toy = Toy(conf, coordinator, single_owner(5))
     summary = toy.run_once()
     assert 2 not in [n for n, _t in toy.done]
-    assert summary['skipped_locked'] == 2  # in the pass, and on retry
-    assert coordinator.windows[-1] == ['coordsync/toy/2']
+    # In the pass, and on each of the three retries.
+    assert summary['skipped_locked'] == 4
+    assert coordinator.windows[-3:] == [['coordsync/toy/2']] * 3
     assert 'coordsync/toy/2' not in coordinator.released
+
+
+def test_item_freed_by_its_holder_is_done_on_a_retry(conf, monkeypatch):
+    monkeypatch.setattr(worker, 'BUSY_RETRY_DELAYS', (0, 0, 0))
+    coordinator = FakeCoordinator(held_elsewhere=['coordsync/toy/2'])
+
+    def work(job, grant):
+        coordinator.held_elsewhere.clear()  # the other holder finished
+        return True
+    toy = Toy(conf, coordinator, single_owner(5), work)
+    summary = toy.run_once()
+    assert sorted(n for n, _t in toy.done) == [0, 1, 2, 3, 4]
+    assert summary['skipped_locked'] == 1 and summary['succeeded'] == 5
 
 
 def test_failures_are_counted_and_the_lock_released_anyway(conf, caplog):
