@@ -3,6 +3,7 @@
 import contextlib
 import fcntl
 import os
+import tempfile
 import time
 
 from coordsync import exceptions
@@ -39,20 +40,40 @@ def makedirs_durable(path):
         fsync_dir(os.path.dirname(new))
 
 
-def write_file_atomic(path, data):
+def write_file_atomic(path, data, durable_dir=True):
     """Replace ``path`` with ``data``: readers see the old or the new file.
 
-    Callers hold the lock guarding ``path``, so one temporary name is safe
-    and a crash leaves at most that one stale file behind.
+    The data goes to a temporary file in the same directory (a unique
+    name, so concurrent writers never share one), is fsynced, renamed
+    over ``path`` and, with ``durable_dir``, the directory is fsynced so
+    the rename survives a power cut. The new file keeps the old one's
+    permissions (daemons running as another user must still read it).
+    A failure leaves ``path`` as it was and no temporary file behind.
     """
-    tmp_path = path + '.tmp'
-    fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp_path, path)
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp_path = tempfile.mkstemp(
+        dir=directory, prefix='.%s.' % os.path.basename(path),
+        suffix='.tmp')
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_path)
+        raise
+    if durable_dir:
+        fsync_dir(directory)
 
 
 def _same_file(fd, path):

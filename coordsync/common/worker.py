@@ -564,7 +564,8 @@ class Worker:
         try:
             os.makedirs(directory, exist_ok=True)
             fsutil.write_file_atomic(path, json.dumps(
-                summary, indent=2, sort_keys=True).encode('utf-8'))
+                summary, indent=2, sort_keys=True).encode('utf-8'),
+                durable_dir=False)
         except OSError as err:
             self.log.warning('Cannot write recon file %s: %s', path, err)
 

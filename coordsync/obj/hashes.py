@@ -142,7 +142,9 @@ def _save(part_dir, cache):
     token = uuid.uuid4().hex
     doc = dict(cache, version=FORMAT_VERSION, token=token)
     data = json.dumps(doc, sort_keys=True).encode('ascii')
-    fsutil.write_file_atomic(os.path.join(part_dir, HASHES_FILE), data)
+    # NOTE: a cache: losing the rename to a power cut only costs a rehash.
+    fsutil.write_file_atomic(os.path.join(part_dir, HASHES_FILE), data,
+                             durable_dir=False)
     return token
 
 

@@ -4,11 +4,10 @@ import collections
 import dataclasses
 import json
 import math
-import os
 import random
-import tempfile
 
 from coordsync import exceptions
+from coordsync.common import fsutil
 from coordsync.common.ring import ring
 
 # NOTE: Swift's convention: a device holding partitions it should not
@@ -583,48 +582,10 @@ def _dumps(data):
 
 
 def _write_atomic(path, text):
-    """Replace ``path`` so readers see the old file or the new, never half.
-
-    The new file keeps the old one's permissions (daemons running as
-    another user must still read it).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o644
-    try:
-        fd, tmp = tempfile.mkstemp(
-            dir=directory, prefix='.%s.' % os.path.basename(path),
-            suffix='.tmp')
+        fsutil.write_file_atomic(path, text.encode('utf-8'))
     except OSError as err:
         raise exceptions.RingError('cannot write ring file %s: %s' % (
             path, err.strerror or err)) from err
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as tmp_file:
-            tmp_file.write(text)
-            tmp_file.flush()
-            os.fchmod(tmp_file.fileno(), mode)
-            os.fsync(tmp_file.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(directory)
-    except OSError as err:
-        _unlink_quietly(tmp)
-        raise exceptions.RingError('cannot write ring file %s: %s' % (
-            path, err.strerror or err)) from err
 
 
-def _fsync_dir(directory):
-    # The rename is only durable once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _unlink_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
