@@ -11,6 +11,8 @@ import errno
 import socket
 import warnings
 
+import greenlet
+
 DEPRECATION_NOTICE = r'\s*Eventlet (support )?is deprecated'
 
 # NOTE: eventlet warns on import that it is in maintenance mode; that is a
@@ -38,6 +40,8 @@ spawn = eventlet.spawn
 spawn_after = eventlet.spawn_after
 sleep = eventlet.sleep
 kill = eventlet.kill
+# What a green thread killed with kill() sees raised in it.
+GreenletExit = greenlet.GreenletExit
 
 
 def quiet_deprecation():

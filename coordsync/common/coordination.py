@@ -173,6 +173,21 @@ def check_lock_name(name):
         raise ValueError('bad lock name %r' % (name,))
 
 
+def static_after(conf):
+    """``[coordination] static_after``, three session timeouts unless
+    set."""
+    value = conf.coordination.static_after
+    return 3.0 * conf.coordination.session_timeout if value is None \
+        else value
+
+
+def _reason(err):
+    """A non-empty text for an error (some kazoo errors have none)."""
+    text = str(err).strip()
+    name = type(err).__name__
+    return '%s: %s' % (name, text) if text else name
+
+
 def _text(value):
     return value.decode('utf-8') if isinstance(value, bytes) else value
 
@@ -327,6 +342,7 @@ class Coordinator:
         self._locks = None
         self._joined = False
         self._outage_since = None
+        self._unreachable_since = None
         self._outages = 0
         self._stopping = False
         self._loop_thread = None
@@ -347,6 +363,28 @@ class Coordinator:
         if self._stopping:
             return 'stopped'
         return 'healthy' if self.healthy else 'outage'
+
+    def unreachable_for(self):
+        """Seconds the backend has failed to answer this process, 0 if it
+        answers.
+
+        NOTE: not the same as "not healthy". A process whose session
+        expired (it was paused past the session timeout, or a ZooKeeper
+        leader election took too long) is unhealthy until it has
+        rejoined, yet the backend answers it and every other node is
+        coordinated: that is no reason for a lockless static pass. Only
+        failed attempts count, from the first one of the current streak,
+        so time spent paused between two attempts does not.
+        """
+        if self._unreachable_since is None or self.healthy:
+            return 0.0
+        return time.monotonic() - self._unreachable_since
+
+    @property
+    def static_allowed(self):
+        """True once the backend was unreachable for ``static_after``."""
+        return (not self.healthy
+                and self.unreachable_for() >= static_after(self.conf))
 
     # -- life cycle -------------------------------------------------------
 
@@ -428,8 +466,11 @@ class Coordinator:
         # NOTE: logged outside the except block: oslo.log would append the
         # traceback, and an outage is an expected state, not a bug.
         if failure is not None:
-            self._begin_outage(failure)
+            if self._unreachable_since is None:
+                self._unreachable_since = time.monotonic()
+            self._begin_outage(_reason(failure))
             return self._backoff.next()
+        self._unreachable_since = None
         self._end_outage()
         self._backoff.reset()
         # Releases a failure kept back (ZooKeeper) are retried here too.
@@ -514,9 +555,9 @@ class Coordinator:
         # holding one must stop touching its item (fencing).
         self.epoch += 1
         self.log.warning(
-            'Coordination outage started: backend %s unavailable (%s); '
-            'reconnecting with backoff between %ss and %ss',
-            redact_url(self.conf.coordination.backend_url), reason,
+            'Coordination outage started: %s (backend %s); reconnecting '
+            'with backoff between %ss and %ss', reason,
+            redact_url(self.conf.coordination.backend_url),
             self.conf.coordination.initial_reconnect_backoff,
             self.conf.coordination.max_reconnect_backoff)
 

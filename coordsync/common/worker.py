@@ -55,6 +55,7 @@ from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import exceptions
+from coordsync.common import coordination
 from coordsync.common import division
 from coordsync.common import fencing
 from coordsync.common import fsutil
@@ -63,6 +64,7 @@ LOG = logging.getLogger(__name__)
 
 STATIC = 'static'
 COORDINATED = 'coordinated'
+WAITING = 'waiting'
 # Waits, in seconds, before each new try of items locked elsewhere.
 BUSY_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)
 # States published in the member's progress.
@@ -74,6 +76,10 @@ class LockLost(exceptions.CoordsyncError):
     item stopped before writing more."""
 
 
+class Stopping(LockLost):
+    """The worker is stopping: the item ends at its next write."""
+
+
 class Grant:
     """The right to work on one item for this pass: its lock and token.
 
@@ -82,11 +88,12 @@ class Grant:
     """
 
     def __init__(self, item, token=None, coordinator=None,
-                 token_store=None):
+                 token_store=None, stopping=None):
         self.item = item
         self.token = token
         self._coordinator = coordinator
         self._store = token_store
+        self._stopping = stopping
 
     @property
     def static(self):
@@ -98,7 +105,11 @@ class Grant:
         return None if self.static else fencing.Fence(self.item, self.token)
 
     def check(self):
-        """Raise LockLost if this process no longer holds the lock."""
+        """Raise LockLost if this process no longer holds the lock, or
+        Stopping if the worker is stopping (an orderly stop lets the
+        write in flight finish, then ends the item here)."""
+        if self._stopping is not None and self._stopping():
+            raise Stopping('worker stopping')
         if self.static:
             return
         if not self._coordinator.is_still_owner(self.item):
@@ -155,6 +166,7 @@ class PassStats:
     succeeded: int = 0
     skipped_locked: int = 0
     fenced: int = 0
+    interrupted: int = 0
     lockups: int = 0
     failed: int = 0
     peer_errors: int = 0
@@ -177,7 +189,8 @@ class PassStats:
             'total': self.total, 'done': self.done,
             'succeeded': self.succeeded,
             'skipped_locked': self.skipped_locked,
-            'fenced': self.fenced, 'lockups': self.lockups,
+            'fenced': self.fenced, 'interrupted': self.interrupted,
+            'lockups': self.lockups,
             'failed': self.failed, 'errors': self.errors,
             'peer_errors': self.peer_errors,
             'aborted': self.aborted,
@@ -268,6 +281,8 @@ class Worker:
         self._stopping = False
         self._token_store = None
         self._last_errors = 0
+        self._in_flight = 0
+        self._pools = set()
 
     # -- what a daemon declares -------------------------------------------
 
@@ -319,7 +334,13 @@ class Worker:
                 if self.name in (caps.get('roles') or [])}
 
     def plan(self, jobs):
-        """``([(category, job)], mode)`` for this pass."""
+        """``([(category, job)], mode)`` for this pass.
+
+        The static rule only when the backend has been unreachable from
+        this process for ``[coordination] static_after``; a process that
+        merely lost its session waits to rejoin and does nothing
+        unlocked meanwhile (mode WAITING, no items).
+        """
         if self.coordinator.healthy:
             try:
                 live = self.live_nodes()
@@ -329,9 +350,28 @@ class Worker:
                     jobs, handoffs_first), COORDINATED
             except exceptions.CoordinationUnavailable:
                 pass
-        self.log.warning('%s: coordination unavailable, static rule for '
-                         'this pass', self.name)
+        if not self.coordinator.static_allowed:
+            self.log.warning(
+                '%s: not in the coordination group and the backend '
+                'answered within the last %ss; no unlocked work until it '
+                'rejoins', self.name,
+                coordination.static_after(self.conf))
+            return [], WAITING
+        self.log.warning('%s: coordination backend unreachable for %.0fs, '
+                         'static rule for this pass', self.name,
+                         self.coordinator.unreachable_for())
         return [(STATIC, job) for job in self.static_jobs(jobs)], STATIC
+
+    def _await_coordination(self):
+        """Wait (bounded) to be in the group, or for the static rule.
+
+        NOTE: right after a lost session the member rejoins within a few
+        heartbeats; planning at once would find it out of the group.
+        """
+        limit = (coordination.static_after(self.conf)
+                 + self.conf.coordination.session_timeout)
+        self._wait(lambda: (self.coordinator.healthy
+                            or self.coordinator.static_allowed), limit)
 
     # -- locks and grants -------------------------------------------------
 
@@ -345,7 +385,8 @@ class Worker:
         """``{key: Grant or None}``; None for the whole window when the
         backend stopped answering."""
         if mode == STATIC:
-            return {key: Grant(key) for key in keys}
+            return {key: Grant(key, stopping=self._is_stopping)
+                    for key in keys}
         try:
             tokens = self.coordinator.try_lock_many(keys)
         except exceptions.CoordinationUnavailable as err:
@@ -354,7 +395,7 @@ class Worker:
             return None
         store = self.token_store()
         return {key: None if token is None else
-                Grant(key, token, self.coordinator, store)
+                Grant(key, token, self.coordinator, store, self._is_stopping)
                 for key, token in tokens.items()}
 
     def _release(self, grant):
@@ -384,6 +425,8 @@ class Worker:
             with concurrency.Timeout(self.wconf.lockup_timeout):
                 outcome = ('succeeded' if self.work(job, grant) is not False
                            else 'failed')
+        except Stopping:
+            outcome = 'interrupted'
         except LockLost as err:
             outcome = 'fenced'
             self.log.warning('%s %s: %s; stopped', self.name, job.key, err)
@@ -402,6 +445,8 @@ class Worker:
             self._publish(RUNNING)
 
     def _run_batch(self, batch, grant):
+        self._in_flight += 1
+        cancelled = False
         try:
             # NOTE: raise the fence on this node first: peers learn the
             # new token from the first request, this node's own server
@@ -414,11 +459,26 @@ class Worker:
             self.stats.fenced += len(batch)
             self.log.warning('%s %s: %s; not started', self.name,
                              grant.item, err)
+        except concurrency.GreenletExit:
+            # NOTE: cancelled by stop() past stop_timeout: a write of this
+            # item may still be on the wire. The lock stays held until
+            # the coordinator stops, after a grace period.
+            cancelled = True
+            raise
         finally:
-            self._release(grant)
+            self._in_flight -= 1
+            if not cancelled:
+                self._release(grant)
 
     def _run_planned(self, planned):
         pool = concurrency.GreenPool(self.wconf.concurrency)
+        self._pools.add(pool)
+        try:
+            self._run_windows(pool, planned)
+        finally:
+            self._pools.discard(pool)
+
+    def _run_windows(self, pool, planned):
         batches = batches_by_key(planned)
         window = self.wconf.lock_window
         for start in range(0, len(batches), window):
@@ -471,7 +531,7 @@ class Worker:
         """
         seen = {id(job) for _category, job in planned}
         replanned, mode = self.plan(jobs)
-        if mode == STATIC:
+        if mode != COORDINATED:
             return
         late = [(c, job) for c, job in replanned if id(job) not in seen]
         if late:
@@ -485,6 +545,7 @@ class Worker:
 
     def run_once(self, **filters):
         """One pass; returns its summary dict."""
+        self._await_coordination()
         self.before_pass()
         jobs = self.collect_jobs(**filters)
         planned, mode = self.plan(jobs)
@@ -501,7 +562,7 @@ class Worker:
         reporter = concurrency.spawn(self._report_periodically)
         try:
             self._run_planned(planned)
-            if mode != STATIC and not self.stats.aborted:
+            if mode == COORDINATED and not self.stats.aborted:
                 self._retry_busy()
                 self._sweep(jobs, planned)
         finally:
@@ -629,12 +690,41 @@ class Worker:
         if self.coordinator.healthy:
             self._wait(self._peers_finished, timeout, poll=0.2)
 
+    def _is_stopping(self):
+        return self._stopping
+
     def stop(self):
+        """Take no new item; items in flight end at their next write."""
         self._stopping = True
+
+    @property
+    def in_flight(self):
+        return self._in_flight
+
+    def wait_idle(self, timeout):
+        """True once no item is in flight (within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight and time.monotonic() < deadline:
+            concurrency.sleep(0.05)
+        return not self._in_flight
+
+    def cancel(self):
+        """Kill the items still in flight (their locks stay held)."""
+        for pool in list(self._pools):
+            for thread in list(pool.coroutines_running):
+                concurrency.kill(thread)
 
 
 class WorkerService:
-    """Runs a worker's ``run_forever`` in a green thread of the node."""
+    """Runs a worker's ``run_forever`` in a green thread of the node.
+
+    An orderly stop (SIGTERM): the worker takes no new item; items in
+    flight finish their current write and end; after ``[server]
+    stop_timeout`` the rest are cancelled and, because a cancelled write
+    may still be on the wire, their locks are kept for a grace period
+    (``[client] node_timeout``, at most 5 s) before the coordinator
+    releases them and leaves the group.
+    """
 
     def __init__(self, worker):
         self.worker = worker
@@ -644,7 +734,15 @@ class WorkerService:
         self._thread = concurrency.spawn(self.worker.run_forever)
 
     def stop(self):
-        self.worker.stop()
+        worker = self.worker
+        worker.stop()
+        timeout = worker.conf.server.stop_timeout
+        if not worker.wait_idle(timeout):
+            worker.log.warning('%s: %d items still running %ss after the '
+                               'stop; cancelling them', worker.name,
+                               worker.in_flight, timeout)
+            worker.cancel()
+            concurrency.sleep(min(worker.conf.client.node_timeout, 5.0))
         if self._thread is not None:
             concurrency.kill(self._thread)
             self._thread = None

@@ -41,6 +41,16 @@ COORDINATION_OPTS = [
                  help='Longest delay, in seconds, between reconnect '
                       'attempts. Delays grow as min(max, uniform(initial, '
                       'previous * 3)).'),
+    cfg.FloatOpt('static_after',
+                 min=0.0, max=86400.0,
+                 sample_default='3 * session_timeout',
+                 help='Seconds the backend must have been unreachable '
+                      'from this process before its workers fall back to '
+                      'the static rule (own primaries, push-only, no '
+                      'locks). A process that only lost its session (it '
+                      'was paused, or an election took long) reconnects '
+                      'and stays coordinated instead. Default: three '
+                      'session timeouts.'),
     cfg.FloatOpt('progress_interval',
                  default=10.0, min=0.5, max=600.0,
                  help='Longest time, in seconds, between two publications '

@@ -20,6 +20,12 @@ SERVER_WORKER_OPTS = [
                      'node API, comma separated (each can also run as a '
                      'command of its own, e.g. coordsync-replicator). '
                      'Known: %s.' % ', '.join(WORKERS)),
+    cfg.FloatOpt('stop_timeout',
+                 default=10.0, min=0.0, max=3600.0,
+                 help='On SIGTERM, seconds a worker\'s items in flight get '
+                      'to finish their current write before they are '
+                      'cancelled; locks are released only once no write '
+                      'of their item is in flight.'),
 ]
 
 
@@ -30,7 +36,7 @@ def worker_opts(run_pause=30.0, concurrency=4, lockup_timeout=1800.0):
                      help='Seconds to wait between two passes.'),
         cfg.IntOpt('concurrency', default=concurrency, min=1, max=256,
                    help='Items worked on at the same time.'),
-        cfg.IntOpt('lock_window', default=16, min=1, max=1024,
+        cfg.IntOpt('lock_window', default=64, min=1, max=1024,
                    help='Items whose locks are taken together, in one '
                         'round trip on ZooKeeper, shortly before they are '
                         'worked on. Each lock is still released as soon as '

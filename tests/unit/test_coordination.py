@@ -188,6 +188,51 @@ def test_unreachable_backend_backs_off(tmp_path):
     assert coordinator.epoch == 1, 'one outage, however many failures'
 
 
+def test_lost_session_is_not_an_unreachable_backend(joined):
+    coordinator = joined()
+    # ZooKeeper told us the session is gone (as after a long pause).
+    coordinator._on_kazoo_state('LOST')
+    assert not coordinator.healthy
+    # Nothing failed to answer: no static rule, however long it lasts.
+    assert coordinator.unreachable_for() == 0.0
+    assert not coordinator.static_allowed
+    # The next heartbeat finds the member gone and joins again.
+    coordinator._driver.leave_group(b'coordsync').get()
+    coordinator.step()
+    assert coordinator.healthy and coordinator.epoch == 1
+    assert coordinator.unreachable_for() == 0.0
+
+
+def test_static_rule_once_unreachable_for_static_after(tmp_path,
+                                                       monkeypatch):
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('x')
+    conf = make_conf(tmp_path, static_after=30.0)
+    conf.set_override('backend_url', 'file://%s/sub' % blocker,
+                      group='coordination')
+    coordinator = coordination.Coordinator(conf)
+    now = [1000.0]
+    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    coordinator.step()
+    now[0] += 10.0
+    coordinator.step()
+    assert 0 < coordinator.unreachable_for() < 30.0
+    assert not coordinator.static_allowed
+    now[0] += 25.0
+    coordinator.step()
+    assert coordinator.unreachable_for() == 35.0
+    assert coordinator.static_allowed
+
+
+def test_outage_line_always_names_a_cause(joined, caplog):
+    coordinator = joined()
+    with caplog.at_level('WARNING'):
+        coordinator._begin_outage(coordination._reason(OSError()))
+    line = [r.getMessage() for r in caplog.records
+            if 'outage started' in r.getMessage()][0]
+    assert 'outage started: OSError (backend file://' in line
+
+
 @pytest.mark.parametrize('name', ['', 'a//b', 'coordsync/../x', '/abs',
                                   'coordsync/.'])
 def test_bad_lock_names_rejected(joined, name):

@@ -37,10 +37,13 @@ class FakeCoordinator:
     member_id = 'n1@h.1'
 
     def __init__(self, views=(('n1', 'n2', 'n3'),), held_elsewhere=(),
-                 healthy=True):
+                 healthy=True, static_allowed=None):
         self.views = [list(v) for v in views]
         self.held_elsewhere = set(held_elsewhere)
         self.healthy = healthy
+        # By default: unhealthy means the backend is unreachable.
+        self.static_allowed = (not healthy if static_allowed is None
+                               else static_allowed)
         self.windows = []
         self.released = []
         self.held = set()
@@ -73,6 +76,9 @@ class FakeCoordinator:
 
     def flush_releases(self):
         pass
+
+    def unreachable_for(self):
+        return 100.0 if self.static_allowed else 0.0
 
     def is_still_owner(self, name):
         return name in self.held
@@ -113,6 +119,8 @@ def conf(tmp_path):
     conf.set_override('recon_cache_path', str(tmp_path / 'recon'),
                       group='replicator')
     conf.set_override('lock_window', 4, group='replicator')
+    conf.set_override('session_timeout', 1, group='coordination')
+    conf.set_override('static_after', 0.2, group='coordination')
     return conf
 
 
@@ -246,6 +254,24 @@ def test_static_rule_without_coordination_takes_no_locks(conf):
     assert {t for _n, t in toy.done} == {None}
 
 
+def test_lost_session_is_no_reason_for_a_static_pass(conf):
+    # Out of the group, but the backend answers: wait, then do nothing
+    # unlocked (issue 14: a paused process must not run a static pass).
+    coordinator = FakeCoordinator(healthy=False, static_allowed=False)
+    toy = Toy(conf, coordinator, single_owner(3))
+    summary = toy.run_once()
+    assert summary['mode'] == worker.WAITING
+    assert toy.done == [] and coordinator.windows == []
+
+
+def test_a_rejoined_member_plans_a_coordinated_pass(conf):
+    coordinator = FakeCoordinator(healthy=False, static_allowed=False)
+    concurrency.spawn_after(0.1, setattr, coordinator, 'healthy', True)
+    summary = Toy(conf, coordinator, single_owner(3)).run_once()
+    assert summary['mode'] == worker.COORDINATED
+    assert summary['succeeded'] == 3
+
+
 def test_sweep_takes_items_that_became_ours_during_the_pass(conf):
     items = [Item(i) for i in range(60)]
     coordinator = FakeCoordinator(views=[['n1', 'n2', 'n3'],
@@ -316,3 +342,46 @@ def test_once_exit_status_is_non_zero_when_an_item_failed(conf):
     toy = Toy(conf, StartableCoordinator(), single_owner(2))
     assert daemon.run_once(conf, toy, {}) == daemon.EXIT_OK
     assert toy.coordinator.progress['toy']['state'] == worker.FINISHED
+
+
+# -- orderly stop -------------------------------------------------------------
+
+def test_stop_lets_the_write_in_flight_finish_then_releases(conf):
+    conf.set_override('concurrency', 2, group='replicator')
+    writes = []
+
+    def work(job, grant):
+        while True:
+            grant.check()  # before each write
+            concurrency.sleep(0.05)  # the write on the wire
+            writes.append((job.number, coordinator.is_still_owner(job.key)))
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(6), work)
+    service = worker.WorkerService(toy)
+    runner = concurrency.spawn(toy.run_once)
+    concurrency.sleep(0.2)
+    service.stop()
+    summary = runner.wait()
+    # Every write happened while its item's lock was held, and only the
+    # two items in flight ran at all.
+    assert writes and all(held for _n, held in writes)
+    assert {n for n, _held in writes} == {0, 1}
+    assert summary['interrupted'] == 2
+    assert coordinator.held == set()
+
+
+def test_stop_cancels_stuck_items_and_keeps_their_locks(conf):
+    conf.set_override('stop_timeout', 0.2, group='server')
+    conf.set_override('node_timeout', 0.5, group='client')
+
+    def work(job, grant):
+        concurrency.sleep(30)  # never reaches a check
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(1), work)
+    service = worker.WorkerService(toy)
+    concurrency.spawn(toy.run_once)
+    concurrency.sleep(0.1)
+    service.stop()
+    assert toy.in_flight == 0
+    # Released by the coordinator's own stop, after the grace period.
+    assert coordinator.held == {'coordsync/toy/0'}
