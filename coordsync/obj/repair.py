@@ -151,7 +151,7 @@ class PartitionRepair:
             except (client_mod.NodeError, exceptions.DiskFileError,
                     ValueError) as err:
                 return err
-        answers = client_mod.concurrent_map(one, replicas)
+        answers = worker.run_scoped(one, replicas, len(replicas))
         for replica, answer in zip(replicas, answers, strict=True):
             if isinstance(answer, Exception):
                 self._failed(replica, answer)
