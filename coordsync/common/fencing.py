@@ -15,6 +15,18 @@ holder that was paused while its lock moved cannot write once the new
 holder has talked to that node, whatever it believes. A replicator
 writing to its own node's disks asks the same store (the file is shared
 by the processes of one node).
+
+**Leases.** Writes made without coordination (a replicator's static
+pass) carry no token, so no token can refuse them. Replication pushes
+say what they are instead: their query holds :data:`REPLICATION_QUERY`
+(``?replication=true``), signed with the rest of the request. The store
+also keeps when it last accepted a tokened request per item
+(:meth:`TokenStore.admitted_at`, refreshed at most every
+:data:`TOUCH_AFTER` seconds), and a node server refuses a token-less
+replication write into partition P of policy N for ``[server]
+fence_lease`` seconds after it accepted a tokened request for
+``coordsync/replicate/N/P`` (:func:`replicate_item`): a coordinated
+holder is working on that partition here.
 """
 
 import dataclasses
@@ -34,6 +46,13 @@ LOG = logging.getLogger(__name__)
 ITEM_HEADER = 'X-Coordsync-Item'
 TOKEN_HEADER = 'X-Coordsync-Token'
 FENCED_HEADER = 'X-Coordsync-Fenced'
+# What a replication push made without a token adds to its query (the
+# query is signed): the lease of a coordinated holder refuses it.
+REPLICATION_QUERY = 'replication=true'
+# NOTE: the time a tokened request was last accepted for an item is
+# written again only when older than this: a lease is refreshed by a
+# holder's requests without a disk write for each one.
+TOUCH_AFTER = 1.0
 MAX_ITEM_BYTES = 512
 MAX_TOKEN = 2 ** 63 - 1
 _KIND_RE = re.compile(r'[a-z][a-z0-9_-]{0,63}\Z')
@@ -127,6 +146,23 @@ def from_headers(header):
     return Fence(item, int(token))
 
 
+def replicate_item(policy, partition):
+    """The lock name (item) of a partition of a storage policy."""
+    return 'coordsync/replicate/%s/%d' % (policy, partition)
+
+
+def is_replication(query):
+    """Does a request's query mark it as a replication write?"""
+    return REPLICATION_QUERY in (query or '').split('&')
+
+
+def with_replication(query):
+    """``query`` with :data:`REPLICATION_QUERY` added."""
+    if is_replication(query):
+        return query
+    return '&'.join(filter(None, [query, REPLICATION_QUERY]))
+
+
 class TokenStoreError(Exception):
     """The token store cannot answer (disk error, busy beyond timeout)."""
 
@@ -137,8 +173,10 @@ class TokenStore:
     Several processes of a node (the node server, a replicator writing
     to its local disks) share the file, so no token is cached in
     memory: every :meth:`admit` reads the file, and — only when the
-    token grows — writes it in one short IMMEDIATE transaction (WAL,
-    ``synchronous=FULL``: durable once admitted). SQLite runs in a
+    token grows, or to refresh the time of an item's last admission
+    once it is :data:`TOUCH_AFTER` old — writes it in one short
+    IMMEDIATE transaction (WAL, ``synchronous=FULL``: durable once
+    admitted). SQLite runs in a
     thread (:func:`coordsync.concurrency.run_in_thread`), never on the
     hub. Connections are reused, but one whose file was replaced (by
     another process's quarantine) is dropped.
@@ -166,9 +204,12 @@ class TokenStore:
 
     MAX_IDLE = 8
 
-    def __init__(self, path, logger=None):
+    def __init__(self, path, logger=None, clock=time.time,
+                 touch_after=TOUCH_AFTER):
         self.path = path
         self.log = logger or LOG
+        self.clock = clock
+        self.touch_after = touch_after
         # NOTE: list.pop and list.append are atomic: threads share it
         # without a lock (a green lock would not hold across threads).
         self._idle = []
@@ -191,6 +232,12 @@ class TokenStore:
     def highest(self, item):
         """The highest token accepted for ``item`` (0 if none)."""
         return concurrency.run_in_thread(self._guarded, self._read, item)
+
+    def admitted_at(self, item):
+        """When (Unix time) a tokened request for ``item`` was last
+        admitted, to within :attr:`touch_after`; None if never."""
+        return concurrency.run_in_thread(self._guarded, self._read_row,
+                                         item)[1]
 
     def close(self):
         """Close the connections kept for reuse."""
@@ -269,26 +316,32 @@ class TokenStore:
         return db
 
     @staticmethod
-    def _read(db, item):
-        row = db.execute('SELECT token FROM tokens WHERE item = ?',
-                         (item,)).fetchone()
-        return row[0] if row else 0
+    def _read_row(db, item):
+        """``(highest token, admitted at)``: ``(0, None)`` if none."""
+        row = db.execute('SELECT token, updated FROM tokens WHERE '
+                         'item = ?', (item,)).fetchone()
+        return (row[0], row[1]) if row else (0, None)
+
+    def _read(self, db, item):
+        return self._read_row(db, item)[0]
 
     def _admit(self, db, item, token):
-        highest = self._read(db, item)
-        if token <= highest:
+        highest, admitted_at = self._read_row(db, item)
+        now = self.clock()
+        if token < highest or (token == highest and abs(
+                now - admitted_at) < self.touch_after):
             return token == highest, highest
         # NOTE: read again inside the write lock: another process may
         # have raised the mark between the two.
         db.execute('BEGIN IMMEDIATE')
         try:
             highest = self._read(db, item)
-            if token > highest:
+            if token >= highest:
                 db.execute(
                     'INSERT INTO tokens (item, token, updated) '
                     'VALUES (?, ?, ?) ON CONFLICT (item) DO UPDATE SET '
                     'token = excluded.token, updated = excluded.updated',
-                    (item, token, time.time()))
+                    (item, token, now))
                 highest = token
             db.execute('COMMIT')
         except BaseException:

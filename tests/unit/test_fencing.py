@@ -114,12 +114,52 @@ def test_tokens_survive_restarts(path):
 
 
 def test_only_a_growing_token_writes(store, path):
+    store.clock = lambda: 1000.0
     store.admit(ITEM, 5)
     before = os.stat(path + '-wal').st_size, _rows_updated(path)
     for _ in range(3):
         store.admit(ITEM, 5)
         store.admit(ITEM, 4)
     assert (os.stat(path + '-wal').st_size, _rows_updated(path)) == before
+
+
+def test_admitted_at_is_refreshed_every_touch_after(store, path, clock):
+    store.clock = clock
+    assert store.admitted_at(ITEM) is None
+    store.admit(ITEM, 5)
+    assert store.admitted_at(ITEM) == clock.now
+    first = clock.now
+    clock.now += fencing.TOUCH_AFTER / 2
+    store.admit(ITEM, 5)
+    assert store.admitted_at(ITEM) == first
+    clock.now += fencing.TOUCH_AFTER
+    assert store.admit(ITEM, 5) == (True, 5)
+    assert store.admitted_at(ITEM) == clock.now
+    clock.now += 10
+    assert store.admit(ITEM, 4) == (False, 5)
+    assert store.admitted_at(ITEM) == clock.now - 10
+    assert store.admit(ITEM, 6) == (True, 6)
+    assert store.admitted_at(ITEM) == clock.now
+
+
+def test_admitted_at_after_the_clock_stepped_back(store, clock):
+    store.clock = clock
+    store.admit(ITEM, 5)
+    clock.now -= 3600
+    store.admit(ITEM, 5)
+    assert store.admitted_at(ITEM) == clock.now
+
+
+def test_replication_query():
+    assert fencing.replicate_item(0, 17) == ITEM
+    assert not fencing.is_replication('')
+    assert not fencing.is_replication(None)
+    assert not fencing.is_replication('replication=truest')
+    assert fencing.is_replication('a=1&replication=true')
+    assert fencing.with_replication('') == 'replication=true'
+    assert fencing.with_replication('a=1') == 'a=1&replication=true'
+    assert fencing.with_replication('replication=true') == \
+        'replication=true'
 
 
 def _rows_updated(path):
