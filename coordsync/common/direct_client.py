@@ -212,15 +212,19 @@ class NodeClient:
         return headers
 
     def request(self, node, method, path, headers=None, body=None,
-                query='', fence=None):
+                query='', fence=None, replication=False):
         """Send a request; return a :class:`Response` (caller reads it).
 
         ``body`` is bytes or an iterable of bytes (sent chunked unless a
         Content-Length header is given). ``fence`` (a
         :class:`~coordsync.common.fencing.Fence`) is sent and signed
-        with it. Raises NodeError when the node cannot be reached or is
-        too slow.
+        with it. ``replication`` marks a replication push (signed, in
+        the query): without a fence, a node refuses it into a partition
+        whose lock holder is working there (``[server] fence_lease``).
+        Raises NodeError when the node cannot be reached or is too slow.
         """
+        if replication:
+            query = fencing.with_replication(query)
         headers = self.signed_headers(method, path, query, headers, body,
                                       fence)
         return self._send(node, method, path, query, headers, body)

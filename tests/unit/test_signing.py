@@ -1,7 +1,11 @@
 import time
 
 import pytest
+from oslo_config import cfg
 
+from coordsync import conf as coordsync_conf
+from coordsync.common import direct_client
+from coordsync.common import fencing
 from coordsync.common import signing
 
 SECRET = 'cluster-secret'
@@ -150,3 +154,24 @@ def test_sign_uses_the_clock_by_default():
     headers = signing.sign(SECRET, 'GET', PATH)
     assert abs(int(headers[signing.DATE_HEADER]) - time.time()) < 5
     assert signing.verify(SECRET, 'GET', PATH, '', headers.get, 5) is None
+
+
+@pytest.mark.parametrize('query', ['', 'a=1'])
+def test_replication_pushes_sign_their_mark(query):
+    conf = cfg.ConfigOpts()
+    coordsync_conf.register_opts(conf)
+    conf([], default_config_files=[])
+    conf.set_override('cluster_secret', SECRET)
+    client = direct_client.NodeClient(conf, member_id='n1@host.boot')
+    sent = []
+    client._send = lambda node, method, path, query, headers, body: \
+        sent.append((query, headers))
+    client.request({'ip': '127.0.0.1', 'port': 1}, 'PUT', PATH,
+                   headers={'X-Timestamp': TS}, body=b'', query=query,
+                   replication=True)
+    query, headers = sent[0]
+    assert fencing.is_replication(query)
+    assert verify(headers, query=query, now=time.time()) is None
+    bare = '&'.join(p for p in query.split('&')
+                    if p != fencing.REPLICATION_QUERY)
+    assert verify(headers, query=bare, now=time.time()) == 'bad signature'
