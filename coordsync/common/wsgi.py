@@ -20,10 +20,39 @@ goes through, in order:
    ``X-Coordsync-Item`` and ``X-Coordsync-Token`` is admitted through the
    node's token store -> 400 if malformed or naming another partition,
    409 with ``X-Coordsync-Fenced: true`` if a newer token was accepted;
+   a replication write without a token (``?replication=true``) into a
+   partition whose lock holder sent a tokened request here less than
+   ``[server] fence_lease`` seconds ago -> the same 409;
 5. the handler.
 
 Every error is a status and a one-line text body; an unexpected
 exception is logged with its traceback and answered with a one-line 500.
+
+**Access log.** Every request, refused ones included, writes one line
+at INFO to the logger ``coordsync.access`` once its answer is sent
+(``[server] access_log``; a connection answered 503 beyond
+``max_connections`` too). Ten fields separated by one space, none of
+which contains a space::
+
+    1700000000.123 PUT "/objects/sda/7/AUTH_a/c/o" 201 0 12.5
+        n1@host.3f2a coordsync/replicate/0/7 1700000000123456789
+        10.0.0.2
+
+1. time the request arrived: Unix seconds with milliseconds;
+2. method;
+3. path and query as sent (percent-quoted; anything else quoted too),
+   in double quotes, cut to :data:`MAX_LOG_PATH` characters and ``...``;
+4. status;
+5. body bytes sent;
+6. duration in milliseconds, until the last byte was handed over;
+7. sender's member id, from the signed ``X-Coordsync-Member`` (``-``
+   when absent or the signature did not verify);
+8. item and 9. token of the request's fence (``-`` when none; given
+   also when the fence was refused);
+10. client address.
+
+Fields 7 and 8 are percent-quoted like the path, so a line always splits
+into ten fields on spaces.
 """
 
 import dataclasses
@@ -49,6 +78,11 @@ MAX_MEMBER_LENGTH = 256
 WHEN_FULL_TIMEOUT = 2.0
 MAX_HEAD = 16384
 MAX_DRAIN = 2 ** 20
+ACCESS_LOGGER = 'coordsync.access'
+MAX_LOG_PATH = 256
+WRITE_METHODS = ('PUT', 'POST', 'DELETE')
+# Kept as they are in a logged path or field; anything else is quoted.
+_LOG_SAFE = "/:@!$&'()*+,;=-._~"
 
 STATUS_TEXT = {
     200: 'OK', 201: 'Created', 204: 'No Content', 400: 'Bad Request',
@@ -190,13 +224,19 @@ class NodeApp:
     :param token_store: a :class:`~coordsync.common.fencing.TokenStore`
         (made from ``[server] fence_db`` when omitted; the file is
         created at the first fenced request or by :meth:`open`).
+    :param access_log: the logger of the access lines (the
+        ``coordsync.access`` logger when omitted).
     """
 
-    def __init__(self, conf, logger=None, token_store=None):
+    def __init__(self, conf, logger=None, token_store=None,
+                 access_log=None):
         self.conf = conf
         self.log = logger or LOG
+        self.access_log = access_log or logging.getLogger(ACCESS_LOGGER)
         self.token_store = token_store or fencing.TokenStore(
             conf.server.fence_db, logger=self.log)
+        # The clock leases are measured with (tests set another).
+        self.clock = time.time
         self.router = Router()
         self.add_routes([Route(('GET', 'HEAD'), HEALTHCHECK,
                                self.healthcheck, signed=False)])
@@ -215,8 +255,11 @@ class NodeApp:
     # -- WSGI ---------------------------------------------------------------
 
     def __call__(self, env, start_response):
+        arrived, started = time.time(), time.monotonic()
+        req = None
         try:
-            status, headers, body = self.handle(env)
+            req = Request(env)
+            status, headers, body = self.handle(req)
         except HTTPError as err:
             status, headers, body = self._error(env, err)
         except Exception:
@@ -232,8 +275,19 @@ class NodeApp:
         if env['REQUEST_METHOD'] == 'HEAD':
             if hasattr(body, 'close'):
                 body.close()
-            return []
-        return body
+            body = []
+        if not self.conf.server.access_log:
+            return body
+        return LoggedBody(body, functools.partial(
+            self._log_access, env, req, status, arrived, started))
+
+    def _log_access(self, env, req, status, arrived, started, sent):
+        log_access(self.access_log, arrived, env.get('REQUEST_METHOD'),
+                   _logged_target(env), status, sent,
+                   time.monotonic() - started,
+                   req.member if req is not None else None,
+                   req.fence if req is not None else None,
+                   env.get('REMOTE_ADDR'))
 
     def _error(self, env, err):
         headers = dict(err.headers)
@@ -244,8 +298,9 @@ class NodeApp:
                            env.get('PATH_INFO', '')[:256], reason)
         return err.status, headers, [(reason + '\n').encode('utf-8')]
 
-    def handle(self, env):
-        req = Request(env)
+    def handle(self, req):
+        """``(status, headers, body)`` of a :class:`Request`, or
+        HTTPError."""
         route, parts = self.router.match(req.method, req.path)
         if route.signed:
             self._authenticate(req)
@@ -276,10 +331,17 @@ class NodeApp:
         except ValueError as err:
             raise HTTPError(400, str(err)) from None
         if fence is None:
+            item = self._leased_item(req, route, args)
+            if item is not None:
+                self.enforce_lease(req, item)
+                req.recheck_fence = functools.partial(self.enforce_lease,
+                                                      req, item)
             return
+        # NOTE: kept before it is admitted: the access log names the
+        # fence of a refused request too.
+        req.fence = fence
         _check_target(fence, route, args)
         self.enforce_fence(req, fence)
-        req.fence = fence
         req.recheck_fence = functools.partial(self.enforce_fence, req, fence)
 
     def enforce_fence(self, req, fence):
@@ -294,10 +356,7 @@ class NodeApp:
         try:
             ok, highest = self.token_store.admit(fence.item, fence.token)
         except fencing.TokenStoreError as err:
-            self.log.error('Cannot check fence of %s %s: %s', req.method,
-                           req.path[:256], err)
-            raise HTTPError(503, 'fencing token store unavailable') \
-                from None
+            self._store_unavailable(req, err)
         if not ok:
             self.log.warning('Fenced %s %s from %s: token %d for %s is '
                              'older than %d', req.method, req.path[:256],
@@ -306,6 +365,58 @@ class NodeApp:
             raise HTTPError(409, 'fenced: token %d for %s is older than %d'
                             % (fence.token, fence.item, highest),
                             {fencing.FENCED_HEADER: 'true'})
+
+    def _leased_item(self, req, route, args):
+        """The item whose lease a token-less write must wait for, if any.
+
+        NOTE: only writes that say they are replication pushes
+        (``?replication=true``, signed) wait, not every write without a
+        token: the quorum object client's PUTs and DELETEs (users'
+        writes) carry no token either and must never be refused because
+        a partition is being repaired. Telling them apart by sender
+        instead (a member id, a role) would not do: a node does not
+        know a sender's roles, and a process writing for users may be a
+        member too. A push knows what it is, and says so. Reads never
+        wait: a static pass's REPLICATE and listings change no object.
+        """
+        if (req.method not in WRITE_METHODS or route.policy is None
+                or 'partition' not in args
+                or not self.conf.server.fence_lease
+                or not fencing.is_replication(req.env.get('QUERY_STRING'))):
+            return None
+        return fencing.replicate_item(route.policy, args['partition'])
+
+    def enforce_lease(self, req, item):
+        """409 (fenced) if this node admitted a tokened request for
+        ``item`` less than ``[server] fence_lease`` seconds ago: its
+        lock holder is working on it, and a write made without the lock
+        (static rule) must not land in the middle of that."""
+        lease = self.conf.server.fence_lease
+        try:
+            admitted_at = self.token_store.admitted_at(item)
+        except fencing.TokenStoreError as err:
+            self._store_unavailable(req, err)
+        if admitted_at is None:
+            return
+        ago = self.clock() - admitted_at
+        # NOTE: abs: after the clock stepped back, a time "in the
+        # future" holds for at most a lease (or until the holder's next
+        # request sets it again), not for as long as the step.
+        if abs(ago) >= lease:
+            return
+        self.log.warning('Fenced token-less %s %s from %s: %s had a '
+                         'tokened request %.1fs ago', req.method,
+                         req.path[:256], req.member or 'an unnamed member',
+                         item, ago)
+        raise HTTPError(409, 'fenced: %s had a tokened request %.1fs ago; '
+                        'replication writes without a token wait %gs'
+                        % (item, ago, lease),
+                        {fencing.FENCED_HEADER: 'true'})
+
+    def _store_unavailable(self, req, err):
+        self.log.error('Cannot check fence of %s %s: %s', req.method,
+                       req.path[:256], err)
+        raise HTTPError(503, 'fencing token store unavailable') from None
 
 
 def _nothing():
@@ -326,11 +437,75 @@ def _check_target(fence, route, args):
             else ' of policy %s' % route.policy))
 
 
+# -- the access log -----------------------------------------------------------
+
+class LoggedBody:
+    """A response body that calls ``done(bytes_sent)`` once, when the
+    server closes it (PEP 3333: always, even if sending failed)."""
+
+    def __init__(self, body, done):
+        self._body = body
+        self._done = done
+        self.sent = 0
+
+    def __iter__(self):
+        for chunk in self._body:
+            self.sent += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            if hasattr(self._body, 'close'):
+                self._body.close()
+        finally:
+            done, self._done = self._done, None
+            if done is not None:
+                done(self.sent)
+
+
+def log_access(logger, arrived, method, target, status, sent, duration,
+               member, fence, client):
+    """Write one access line (format: the module docstring).
+
+    ``target`` is the path and query as sent, ``duration`` in seconds,
+    ``fence`` a :class:`~coordsync.common.fencing.Fence` or None.
+    """
+    if len(target) > MAX_LOG_PATH:
+        target = target[:MAX_LOG_PATH] + '...'
+    logger.info('%.3f %s "%s" %d %d %.1f %s %s %s %s', arrived,
+                _log_field(method), target, status, sent, duration * 1000,
+                _log_field(member), _log_field(fence and fence.item),
+                fence.token if fence else '-', _log_field(client))
+
+
+def _log_field(text):
+    """``text`` percent-quoted so it holds no space; ``-`` if empty."""
+    if not text:
+        return '-'
+    return urllib.parse.quote(text, safe=_LOG_SAFE)
+
+
+def _logged_target(env):
+    """The request's path and query as sent, quoted for the log."""
+    raw = env.get('RAW_PATH_INFO') or env.get('PATH_INFO', '')
+    if env.get('QUERY_STRING'):
+        raw += '?' + env['QUERY_STRING']
+    return _quoted_target(raw.encode('latin-1', 'replace'))
+
+
+def _quoted_target(raw):
+    # NOTE: % and ? are kept: the target is quoted already as sent.
+    return urllib.parse.quote(raw[:MAX_LOG_PATH + 1],
+                              safe=_LOG_SAFE + '%?')
+
+
 # -- serving ------------------------------------------------------------------
 
-def answer_when_full(client):
+def answer_when_full(client, access_log=None):
     """Answer a connection beyond ``max_connections``: the health check
-    still gets its 200, anything else 503; then close."""
+    still gets its 200, anything else 503; then close. The answer goes
+    to ``access_log`` (see :func:`log_access`) when one is given."""
+    arrived, started = time.time(), time.monotonic()
     client.settimeout(WHEN_FULL_TIMEOUT)
     head = b''
     try:
@@ -348,11 +523,17 @@ def answer_when_full(client):
         status, body = 200, HEALTHCHECK_BODY
     else:
         status, body = 503, b'too many connections\n'
+    sent = b'' if method == b'HEAD' else body
     client.sendall(('HTTP/1.1 %s\r\nContent-Type: text/plain; '
                     'charset=utf-8\r\nContent-Length: %d\r\n'
                     'Connection: close\r\n\r\n' % (status_line(status),
                                                    len(body))).encode()
-                   + (b'' if method == b'HEAD' else body))
+                   + sent)
+    if access_log is not None:
+        log_access(access_log, arrived, method.decode('latin-1'),
+                   _quoted_target(words[1] if len(words) > 1 else b''),
+                   status, len(sent), time.monotonic() - started, None,
+                   None, _peer(client))
     # NOTE: closing with an unread request body would reset the
     # connection, and the client could lose the answer before reading it;
     # so some of it is read and dropped (a bounded amount, for a bounded
@@ -367,6 +548,13 @@ def answer_when_full(client):
             drained += len(chunk)
     except TimeoutError:
         pass
+
+
+def _peer(client):
+    try:
+        return client.getpeername()[0]
+    except (OSError, IndexError, TypeError):
+        return None
 
 
 class WSGIService:
@@ -384,10 +572,13 @@ class WSGIService:
         self._sock = concurrency.listen(address,
                                         backlog=self.conf.server.backlog)
         self.log.info('Node server listening on %s:%d', *address)
+        access_log = getattr(self.app, 'access_log', None) \
+            if self.conf.server.access_log else None
         self._thread = concurrency.spawn(
             concurrency.serve_wsgi, self._sock, self.app,
             EventletLog(self.log), self.conf.server.max_connections,
-            self.conf.server.client_timeout, answer_when_full)
+            self.conf.server.client_timeout,
+            functools.partial(answer_when_full, access_log=access_log))
 
     def stop(self):
         if self._thread is not None:

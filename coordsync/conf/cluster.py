@@ -55,6 +55,21 @@ SERVER_OPTS = [
                     'the node server and the workers of this node; it '
                     'must survive restarts, so keep it on a disk, not in '
                     'a tmpfs.'),
+    cfg.FloatOpt('fence_lease', default=30.0, min=0.0, max=3600.0,
+                 help='Seconds during which this node refuses a '
+                      'replication write made without a lock (a static '
+                      'pass, which carries no fencing token) into a '
+                      'partition, after it accepted a request from the '
+                      'holder of that partition\'s lock (409, '
+                      'X-Coordsync-Fenced). Longer than the pauses '
+                      'between a holder\'s requests: a few coordination '
+                      'session timeouts. Users\' writes are never '
+                      'refused. 0 disables it.'),
+    cfg.BoolOpt('access_log', default=True,
+                help='Log one line per request at INFO to the logger '
+                     'coordsync.access: time, method, path, status, '
+                     'bytes, duration, sender member id, fence item and '
+                     'token, client address (format: the README, Logs).'),
 ]
 
 CLIENT_GROUP = cfg.OptGroup('client',

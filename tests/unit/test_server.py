@@ -3,6 +3,7 @@
 import hashlib
 import io
 import json
+import logging
 import os
 import socket
 import time
@@ -98,7 +99,13 @@ def run_app(app, env):
     captured = []
     chunks = app(env, lambda status, headers: captured.append(
         (status, headers)))
-    body = b''.join(chunks)
+    try:
+        body = b''.join(chunks)
+    finally:
+        # NOTE: as a WSGI server does (PEP 3333); the access line is
+        # written then.
+        if hasattr(chunks, 'close'):
+            chunks.close()
     return Reply(captured[0][0], captured[0][1], body)
 
 
@@ -669,14 +676,233 @@ def test_healthcheck_ignores_fence_headers(app):
     assert not os.path.exists(app.token_store.path)
 
 
+# -- leases: no token-less replication write into a held partition ----------
+
+def push(app, method='PUT', path=OBJ, body=b'hello', when=None,
+         replication=True, member='n2@host.boot'):
+    """A write as a static replication pass sends it: no token."""
+    headers = {'X-Timestamp': when or ts(), 'X-Coordsync-Member': member}
+    if method == 'PUT':
+        headers['Content-Length'] = str(len(body))
+    else:
+        body = b''
+    return call(app, method, path, headers, body,
+                query=fencing.REPLICATION_QUERY if replication else '')
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def _hold(app):
+    """A coordinated holder of partition 7 talks to this node now."""
+    assert fenced(app, token=9).status == 200
+    app.clock = Clock(time.time())
+    return app.clock
+
+
+def test_static_push_inside_the_lease_is_refused_and_writes_nothing(app):
+    _hold(app)
+    reply = push(app)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert reply.body.startswith(b'fenced: coordsync/replicate/0/7 had a '
+                                 b'tokened request ')
+    assert reply.body.count(b'\n') == 1
+    assert push(app, 'DELETE').status == 409
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {}
+    assert call(app, 'GET', OBJ).status == 404
+
+
+def test_static_push_after_the_lease_is_accepted(app, conf):
+    clock = _hold(app)
+    clock.now += conf.server.fence_lease - 1
+    assert push(app).status == 409
+    clock.now += 1
+    assert push(app).status == 201
+    assert push(app, 'DELETE', when=ts(1)).status == 204
+
+
+def test_holder_requests_keep_the_lease(app, conf):
+    clock = _hold(app)
+    app.token_store.clock = clock
+    clock.now += conf.server.fence_lease - 1
+    assert fenced(app, token=9).status == 200
+    clock.now += 2
+    assert push(app).status == 409
+
+
+def test_user_writes_inside_the_lease_are_accepted(app):
+    _hold(app)
+    assert put(app, body=b'users').status == 201
+    assert call(app, 'GET', OBJ).body == b'users'
+    assert delete(app, when=ts(1)).status == 204
+    # A member's write that is no replication push is a user's too.
+    assert push(app, when=ts(2), replication=False).status == 201
+
+
+def test_reads_and_other_partitions_are_not_held(app):
+    _hold(app)
+    assert push(app, path='/objects/sda/8/AUTH_a/c/o').status == 201
+    assert call(app, 'GET', OBJ, query=fencing.REPLICATION_QUERY
+                ).status == 404
+    assert call(app, 'REPLICATE', '/objects/sda/7',
+                query=fencing.REPLICATION_QUERY).status == 200
+
+
+def test_tokened_pushes_are_fenced_not_leased(app):
+    _hold(app)
+    reply = fenced(app, 'PUT', OBJ, token=9, headers={
+        'X-Timestamp': ts(), 'Content-Length': '5'}, body=b'hello',
+        query=fencing.REPLICATION_QUERY)
+    assert reply.status == 201
+
+
+def test_a_zero_lease_holds_nothing(app, conf):
+    conf.set_override('fence_lease', 0, group='server')
+    _hold(app)
+    assert push(app).status == 201
+
+
+def test_lease_is_checked_again_before_a_slow_push_commits(app):
+    env = environ('PUT', OBJ, {'X-Timestamp': ts(), 'Content-Length': '5'},
+                  b'hello', query=fencing.REPLICATION_QUERY)
+    env['wsgi.input'] = SlowBody(b'hello', lambda: fenced(app, token=9))
+    reply = run_app(app, env)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {}
+
+
+def test_the_replication_mark_is_signed(app):
+    _hold(app)
+    headers = {'X-Timestamp': ts(), 'Content-Length': '5'}
+    env = environ('PUT', OBJ, headers, b'hello',
+                  query=fencing.REPLICATION_QUERY)
+    env['QUERY_STRING'] = ''
+    assert run_app(app, env).status == 401
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {}
+
+
+def test_lease_store_failure_is_503(app, monkeypatch):
+    def unavailable(item):
+        raise fencing.TokenStoreError('disk I/O error')
+    monkeypatch.setattr(app.token_store, 'admitted_at', unavailable)
+    assert push(app).status == 503
+    assert app.manager.partitions('sda') == []
+
+
+# -- the access log ----------------------------------------------------------
+
+def access_lines(caplog):
+    return [r.getMessage().split(' ') for r in caplog.records
+            if r.name == wsgi.ACCESS_LOGGER]
+
+
+@pytest.fixture
+def access(caplog):
+    caplog.set_level('INFO', logger=wsgi.ACCESS_LOGGER)
+    return caplog
+
+
+def test_access_line_of_a_fenced_put(app, access):
+    headers = {'X-Timestamp': ts(), 'Content-Length': '5',
+               'X-Coordsync-Member': 'n1@host.b00t'}
+    before = time.time()
+    assert fenced(app, 'PUT', OBJ, token=9, headers=headers,
+                  body=b'hello').status == 201
+    assert fenced(app, 'PUT', OBJ, token=8, headers=headers,
+                  body=b'hello').status == 409
+    (ok, refused) = access_lines(access)
+    assert len(ok) == 10
+    assert before - 1 <= float(ok[0]) <= time.time()
+    assert len(ok[0].split('.')[1]) == 3
+    assert ok[1:3] == ['PUT', '"%s"' % OBJ]
+    assert ok[3:5] == ['201', '0']
+    assert float(ok[5]) >= 0
+    assert ok[6:] == ['n1@host.b00t', ITEM, '9', '-']
+    refusal = (b'fenced: token 8 for coordsync/replicate/0/7 is older than '
+               b'9\n')
+    assert refused[3:5] == ['409', str(len(refusal))]
+    assert refused[6:9] == ['n1@host.b00t', ITEM, '8']
+
+
+def test_access_line_of_an_unsigned_request(app, access):
+    env = environ('DELETE', OBJ, {'X-Timestamp': ts(),
+                                  'X-Coordsync-Member': 'liar@x.1'},
+                  signed=False)
+    env['REMOTE_ADDR'] = '10.0.0.9'
+    assert run_app(app, env).status == 401
+    (line,) = access_lines(access)
+    assert line[1:] == ['DELETE', '"%s"' % OBJ, '401',
+                        str(len(b'request is not signed\n')), line[5],
+                        '-', '-', '-', '10.0.0.9']
+
+
+def test_access_line_of_a_healthcheck(app, access):
+    env = environ('GET', '/healthcheck', signed=False)
+    env['REMOTE_ADDR'] = '127.0.0.1'
+    assert run_app(app, env).status == 200
+    assert call(app, 'HEAD', '/healthcheck', signed=False).status == 200
+    (get, head) = access_lines(access)
+    assert get[1:5] == ['GET', '"/healthcheck"', '200', '3']
+    assert get[6:] == ['-', '-', '-', '127.0.0.1']
+    assert head[1:5] == ['HEAD', '"/healthcheck"', '200', '0']
+
+
+def test_access_line_of_a_refused_static_push(app, access):
+    _hold(app)
+    assert push(app).status == 409
+    line = access_lines(access)[-1]
+    assert line[1:4] == ['PUT', '"%s?replication=true"' % OBJ, '409']
+    assert line[6:9] == ['n2@host.boot', '-', '-']
+
+
+def test_access_line_counts_a_streamed_body(app, access):
+    assert put(app, body=b'x' * 100000).status == 201
+    assert call(app, 'GET', OBJ).status == 200
+    assert access_lines(access)[-1][3:5] == ['200', '100000']
+
+
+@pytest.mark.parametrize('raw, logged', [
+    ('/objects/sda/7/a/c/' + 'o' * 300,
+     '"/objects/sda/7/a/c/' + 'o' * 237 + '..."'),
+    ('/nope/a%20b/"x y"', '"/nope/a%20b/%22x%20y%22"'),
+])
+def test_access_line_path_is_quoted_and_cut(app, access, raw, logged):
+    env = environ('GET', '/nope', signed=False)
+    env['RAW_PATH_INFO'] = raw
+    run_app(app, env)
+    (line,) = access_lines(access)
+    assert line[2] == logged
+
+
+def test_access_line_fields_hold_no_space(app, access):
+    member = urllib.parse.quote('n 1@host\n', safe='@')
+    fenced(app, 'GET', OBJ, item='coordsync/sync/a b/c', token=3,
+           headers={'X-Coordsync-Member': member})
+    (line,) = access_lines(access)
+    assert line[6:9] == ['n%201@host%0A', 'coordsync/sync/a%20b/c', '3']
+
+
+def test_access_log_can_be_turned_off(app, conf, access):
+    conf.set_override('access_log', False, group='server')
+    assert put(app).status == 201
+    assert access_lines(access) == []
+
+
 # -- beyond [server] max_connections -----------------------------------------
 
-def _when_full(request, monkeypatch):
+def _when_full(request, monkeypatch, access_log=None):
     monkeypatch.setattr(wsgi, 'WHEN_FULL_TIMEOUT', 0.2)
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.sendall(request)
-        wsgi.answer_when_full(ours)
+        wsgi.answer_when_full(ours, access_log)
         ours.close()
         return b''.join(iter(lambda: theirs.recv(65536), b''))
 
@@ -697,3 +923,13 @@ def test_answer_when_full(monkeypatch, request_line, status, body):
     assert answer.startswith(b'HTTP/1.1 ' + status + b'\r\n')
     assert b'\r\nConnection: close\r\n' in answer
     assert answer.endswith(b'\r\n\r\n' + body)
+
+
+def test_answer_when_full_is_logged(monkeypatch, access):
+    logger = logging.getLogger(wsgi.ACCESS_LOGGER)
+    _when_full(b'PUT /objects/sda/7/a/c/o?x=1 HTTP/1.1\r\n\r\n',
+               monkeypatch, logger)
+    (line,) = access_lines(access)
+    assert line[1:5] == ['PUT', '"/objects/sda/7/a/c/o?x=1"', '503',
+                         str(len(b'too many connections\n'))]
+    assert line[6:9] == ['-', '-', '-']
