@@ -2,6 +2,10 @@
 
 Exit status: 0 healthy, 1 degraded (missing, stale or erring members),
 2 backend unreachable (or a bad config).
+
+``--locks`` lists the locks held in the group instead (name, holder,
+age in seconds); exit status 0 once read (a backend that cannot list
+its locks says so), 2 when unreachable.
 """
 
 import json
@@ -21,6 +25,10 @@ CLI_OPTS = [
     cfg.FloatOpt('timeout', min=0.1,
                  help='Seconds to wait for the backend (default: '
                       '[status] backend_timeout).'),
+    cfg.BoolOpt('locks', default=False,
+                help='List the locks held in the group (name, holder, '
+                     'age) instead of the members. Only ZooKeeper can '
+                     'list them.'),
 ]
 
 
@@ -28,25 +36,36 @@ def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-status',
                                    cli_opts=CLI_OPTS)
     timeout = conf.timeout or conf.status.backend_timeout
+    fetch = status.fetch_locks if conf.locks else status.fetch_members
     try:
-        members = status.fetch_members(conf, timeout)
+        found = fetch(conf, timeout)
     except exceptions.CoordsyncError as err:
         report = {'group': conf.coordination.group,
-                  'state': status.UNREACHABLE, 'members': [],
-                  'problems': [str(err)]}
+                  'state': status.UNREACHABLE, 'problems': [str(err)],
+                  'locks' if conf.locks else 'members': []}
         if conf.format == 'json':
             print(json.dumps(report, indent=2, sort_keys=True))
         print('coordsync-status: error: %s' % err, file=sys.stderr)
         return status.EXIT_CODES[status.UNREACHABLE]
+    if conf.locks:
+        report = status.build_locks_report(
+            found, group=conf.coordination.group,
+            backend_url=conf.coordination.backend_url)
+        _print(conf, report, status.format_locks_table)
+        return 0
     report = status.build_report(
-        members, group=conf.coordination.group, expect=conf.expect,
+        found, group=conf.coordination.group, expect=conf.expect,
         expected_nodes=status.ring_nodes(conf),
         stale_after=conf.status.stale_after)
+    _print(conf, report, status.format_table)
+    return status.EXIT_CODES[report['state']]
+
+
+def _print(conf, report, as_table):
     if conf.format == 'json':
         print(json.dumps(report, indent=2, sort_keys=True))
     else:
-        print(status.format_table(report))
-    return status.EXIT_CODES[report['state']]
+        print(as_table(report))
 
 
 if __name__ == '__main__':

@@ -6,18 +6,28 @@ The report is built from the capabilities every member publishes (see
 and one per node of the ring when the config names a readable ring),
 fresh, and reports no errors; *degraded* otherwise; *unreachable* when
 the backend does not answer in time.
+
+With ``--locks`` it lists the locks held in the group instead: name,
+holder (member id) and age, read from ZooKeeper's lock root
+(:mod:`coordsync.common.zklocks`); other backends cannot list theirs,
+which the listing says.
 """
 
 import os
 import socket
 import threading
 import time
+import urllib.parse
 
 import tooz.coordination
+from oslo_log import log as logging
 
 from coordsync import exceptions
 from coordsync.common import coordination
 from coordsync.common import ring as ring_mod
+from coordsync.common import zklocks
+
+LOG = logging.getLogger(__name__)
 
 HEALTHY, DEGRADED, UNREACHABLE = 'healthy', 'degraded', 'unreachable'
 EXIT_CODES = {HEALTHY: 0, DEGRADED: 1, UNREACHABLE: 2}
@@ -29,38 +39,99 @@ def fetch_members(conf, timeout):
     Raises CoordinationUnavailable if the backend does not answer in
     time, whatever the driver does (some block on connect).
     """
+    def members(driver):
+        try:
+            return coordination.read_members(
+                driver, conf.coordination.group, timeout)
+        except tooz.coordination.GroupNotCreated:
+            return {}
+    return _read_backend(conf, timeout, members)
+
+
+def fetch_locks(conf, timeout):
+    """The locks held in the group (see :func:`read_locks`), read once
+    without joining it; bounded by ``timeout`` like
+    :func:`fetch_members`."""
+    return _read_backend(conf, timeout, lambda driver: read_locks(
+        driver, conf.coordination.group, timeout))
+
+
+def read_locks(driver, group, timeout):
+    """``[{'name', 'holder', 'age'}]`` of the locks held in ``group``,
+    or None when the driver's backend cannot list them (only
+    ZooKeeper's can: tooz has no lock listing)."""
+    client = coordination.kazoo_client_of(driver)
+    if client is None:
+        return None
+    return zklocks.ZooKeeperLocks(client, group, None, timeout,
+                                  LOG).list_locks()
+
+
+def _read_backend(conf, timeout, read):
+    """``read(driver)`` on a short-lived driver, in a thread, bounded by
+    ``timeout``; CoordinationUnavailable when it does not answer."""
     outcome = {}
     answered = threading.Event()
 
-    def read():
+    def run():
         member_id = 'status-%s-%d' % (socket.gethostname(), os.getpid())
         try:
             driver = coordination.connect(conf, member_id)
             try:
-                outcome['members'] = coordination.read_members(
-                    driver, conf.coordination.group, timeout)
+                outcome['value'] = read(driver)
             finally:
                 # NOTE: answer first; closing the driver may take a while
                 # (the file driver's executor) and the reader is done.
                 answered.set()
                 driver.stop()
-        except tooz.coordination.GroupNotCreated:
-            outcome['members'] = {}
         except (exceptions.CoordsyncError,
                 *coordination.BACKEND_ERRORS) as err:
             outcome['error'] = err
         finally:
             answered.set()
 
-    reader = threading.Thread(target=read, name='status-read', daemon=True)
+    reader = threading.Thread(target=run, name='status-read', daemon=True)
     reader.start()
     answered.wait(timeout + 1.0)
-    if 'members' in outcome:
-        return outcome['members']
+    if 'value' in outcome:
+        return outcome['value']
     raise exceptions.CoordinationUnavailable(
         str(outcome.get('error') or 'no answer from coordination backend '
             '%s within %.1fs' % (coordination.redact_url(
                 conf.coordination.backend_url), timeout)))
+
+
+def build_locks_report(locks, *, group, backend_url):
+    """The ``--locks`` listing; ``locks`` None: the backend cannot list
+    them."""
+    report = {'group': group, 'listable': locks is not None,
+              'locks': [{'name': row['name'], 'holder': row['holder'],
+                         'age': round(row['age'], 1)}
+                        for row in locks or ()]}
+    if locks is None:
+        report['note'] = (
+            'the %s backend cannot list the locks held (only ZooKeeper '
+            'can)' % (urllib.parse.urlsplit(backend_url).scheme
+                      or 'configured'))
+    return report
+
+
+def format_locks_table(report):
+    header = ['NAME', 'HOLDER', 'AGE']
+    body = [[row['name'], row['holder'] or '-', '%.1fs' % row['age']]
+            for row in report['locks']]
+    lines = []
+    if body:
+        widths = [max(len(cell) for cell in column)
+                  for column in zip(header, *body, strict=True)]
+        lines = [_row(line, widths) for line in [header] + body]
+        lines.append('')
+    if report['listable']:
+        lines.append('group %s: %d lock(s) held' % (report['group'],
+                                                    len(body)))
+    else:
+        lines.append('group %s: %s' % (report['group'], report['note']))
+    return '\n'.join(lines)
 
 
 def summarize_progress(progress):
