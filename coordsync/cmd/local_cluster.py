@@ -1,6 +1,7 @@
 """coordsync-local-cluster: a whole cluster on this machine, for trying.
 
     coordsync-local-cluster up [--nodes 3] [--devices 2] [--workdir DIR]
+                               [--set GROUP.OPTION=VALUE ...]
     coordsync-local-cluster status | census | down | stop NODE | start NODE
 
 ``up`` creates the working directory once (a config per node, devices as
@@ -11,6 +12,15 @@ sharing the embedded coordination backend (or ``--backend URL``), waits
 until every node serves and has joined, and prints coordsync-status.
 Running ``up`` again reuses the directory and its secrets, so data stays
 findable.
+
+``--set group.option=value`` (repeatable; ``DEFAULT.option`` for an
+option of no group) sets any option in every node's config, e.g.
+``--set replicator.concurrency=2 --set server.fence_lease=5``. Each is
+checked against the options coordsync-server knows, value included; a
+bad one is an error (exit 2) before anything is created or started.
+Settings are kept in the cluster directory: ``up --set`` on an existing
+cluster rewrites every node's config with them added to those set
+before (nodes already running keep their old ones until restarted).
 """
 
 import argparse
@@ -26,6 +36,10 @@ import sys
 import time
 import urllib.request
 
+from oslo_config import cfg
+from oslo_log import log
+
+from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import ring as ring_mod
 from coordsync.common.ring import builder as ring_builder
@@ -72,36 +86,83 @@ def node_config_path(workdir, name):
     return os.path.join(workdir, name, 'coordsync.conf')
 
 
-def _write_config(workdir, meta, name):
+def parse_settings(texts):
+    """``{'group.option': value}`` of ``--set`` arguments, each checked
+    against the options a node knows (ConfigError, one line, if not)."""
+    conf = cfg.ConfigOpts()
+    coordsync_conf.register_opts(conf)
+    log.register_options(conf)
+    conf([], default_config_files=[])
+    settings = {}
+    for text in texts:
+        key, equals, value = text.partition('=')
+        group, dot, name = key.strip().partition('.')
+        if not equals or not dot or not group or not name:
+            raise exceptions.ConfigError(
+                '--set %s: expected GROUP.OPTION=VALUE (DEFAULT.OPTION '
+                'for an option of no group)' % text)
+        if '\n' in value or '\r' in value:
+            raise exceptions.ConfigError('--set %s: a value is one line'
+                                         % key)
+        try:
+            conf.set_override(name, value.strip(),
+                              None if group == 'DEFAULT' else group)
+        except cfg.NoSuchGroupError:
+            raise exceptions.ConfigError('--set %s: no option group [%s]'
+                                         % (text, group)) from None
+        except cfg.NoSuchOptError:
+            raise exceptions.ConfigError('--set %s: no option %s in [%s]'
+                                         % (text, name, group)) from None
+        except ValueError as err:
+            raise exceptions.ConfigError('--set %s: bad value: %s'
+                                         % (key, err)) from None
+        settings['%s.%s' % (group, name)] = value.strip()
+    return settings
+
+
+def _config_sections(workdir, meta, name):
+    """``{section: {option: value}}`` of a node's config."""
     ip, port = _node_address(meta, name)
     node_dir = os.path.join(workdir, name)
-    lines = [
-        '[DEFAULT]',
-        'node_name = %s' % name,
-        'devices = %s' % os.path.join(node_dir, 'devices'),
-        'state_path = %s' % os.path.join(node_dir, 'state'),
-        'bind_ip = %s' % ip,
-        'bind_port = %d' % port,
-        'ring_file = %s' % os.path.join(workdir, 'object.ring.json'),
-        'hash_path_prefix = %s' % meta['hash_path_prefix'],
-        'hash_path_suffix = %s' % meta['hash_path_suffix'],
-        'cluster_secret = %s' % meta['cluster_secret'],
-        '',
-        '[coordination]',
-        'backend_url = %s' % meta['backend_url'],
-        'heartbeat = 1.0',
-        'session_timeout = %d' % meta['session_timeout'],
-        'progress_interval = 5',
-        '',
-        '[server]',
-        'workers = %s' % ('object-replicator' if meta['replicate_every']
-                          else ''),
-        '',
-        '[replicator]',
-        'run_pause = %s' % (meta['replicate_every'] or 30),
-        'stats_interval = 60',
-        '',
-    ]
+    sections = {
+        'DEFAULT': {
+            'node_name': name,
+            'devices': os.path.join(node_dir, 'devices'),
+            'state_path': os.path.join(node_dir, 'state'),
+            'bind_ip': ip,
+            'bind_port': port,
+            'ring_file': os.path.join(workdir, 'object.ring.json'),
+            'hash_path_prefix': meta['hash_path_prefix'],
+            'hash_path_suffix': meta['hash_path_suffix'],
+            'cluster_secret': meta['cluster_secret'],
+        },
+        'coordination': {
+            'backend_url': meta['backend_url'],
+            'heartbeat': 1.0,
+            'session_timeout': meta['session_timeout'],
+            'progress_interval': 5,
+        },
+        'server': {
+            'workers': ('object-replicator' if meta['replicate_every']
+                        else ''),
+        },
+        'replicator': {
+            'run_pause': meta['replicate_every'] or 30,
+            'stats_interval': 60,
+        },
+    }
+    for key, value in meta.get('settings', {}).items():
+        group, _, option = key.partition('.')
+        sections.setdefault(group, {})[option] = value
+    return sections
+
+
+def _write_config(workdir, meta, name):
+    lines = []
+    for section, options in _config_sections(workdir, meta, name).items():
+        lines.append('[%s]' % section)
+        lines.extend('%s = %s' % item for item in options.items())
+        lines.append('')
     path = node_config_path(workdir, name)
     with open(path, 'w') as fh:
         fh.write('\n'.join(lines))
@@ -119,7 +180,7 @@ def _build_ring(workdir, meta):
     return result
 
 
-def create(workdir, args):
+def create(workdir, args, settings=None):
     """Lay out a new cluster directory; return its metadata."""
     if args.replicas > args.nodes:
         raise exceptions.ConfigError('replicas (%d) > nodes (%d)'
@@ -136,6 +197,7 @@ def create(workdir, args):
         'cluster_secret': secrets.token_hex(16),
         'hash_path_prefix': secrets.token_hex(8),
         'hash_path_suffix': secrets.token_hex(8),
+        'settings': dict(settings or {}),
     }
     for name in _node_names(meta):
         for d in range(1, meta['devices'] + 1):
@@ -144,15 +206,34 @@ def create(workdir, args):
         os.makedirs(os.path.join(workdir, name, 'state'), exist_ok=True)
         _write_config(workdir, meta, name)
     result = _build_ring(workdir, meta)
-    meta_path = os.path.join(workdir, META)
-    with open(meta_path, 'w') as fh:
-        json.dump(meta, fh, indent=2, sort_keys=True)
-    os.chmod(meta_path, 0o600)
+    _save(workdir, meta)
     print('created %s: %d nodes x %d devices, %d partitions, %d replicas '
           '(balance %.2f%%)' % (workdir, meta['nodes'], meta['devices'],
                                 2 ** meta['part_power'], meta['replicas'],
                                 result.balance))
     return meta
+
+
+def _save(workdir, meta):
+    meta_path = os.path.join(workdir, META)
+    with open(meta_path, 'w') as fh:
+        json.dump(meta, fh, indent=2, sort_keys=True)
+    os.chmod(meta_path, 0o600)
+
+
+def apply_settings(workdir, meta, settings):
+    """Add ``settings`` to an existing cluster's; rewrite every node's
+    config with them."""
+    if not settings:
+        return
+    meta.setdefault('settings', {}).update(settings)
+    _save(workdir, meta)
+    for name in _node_names(meta):
+        _write_config(workdir, meta, name)
+    running = [n for n in _node_names(meta) if running_pid(workdir, n)]
+    if running:
+        print('%s already running: restart to apply the new settings'
+              % ', '.join(running))
 
 
 def load(workdir):
@@ -266,10 +347,12 @@ def show_status(workdir, meta, wait=20.0):
 
 
 def cmd_up(workdir, args):
+    settings = parse_settings(args.set)
     if os.path.exists(os.path.join(workdir, META)):
         meta = load(workdir)
+        apply_settings(workdir, meta, settings)
     else:
-        meta = create(workdir, args)
+        meta = create(workdir, args, settings)
     started = [n for n in _node_names(meta) if start_node(workdir, meta, n)]
     wait_serving(workdir, meta, _node_names(meta))
     print('started %s' % (', '.join(started) or 'nothing (all running)'))
@@ -381,6 +464,11 @@ def parse_args(argv):
                     '(default: %(default)s)')
     up.add_argument('--backend', help='coordination backend URL '
                     '(default: embedded, in the cluster directory)')
+    up.add_argument('--set', action='append', default=[],
+                    metavar='GROUP.OPTION=VALUE',
+                    help='set an option in every node\'s config '
+                    '(repeatable; DEFAULT.OPTION for no group), e.g. '
+                    'replicator.concurrency=2')
     sub.add_parser('down', help='stop every node')
     sub.add_parser('status', help='show nodes and coordsync-status')
     sub.add_parser('census', help='count replicas on disk: exit 1 unless '
