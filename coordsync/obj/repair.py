@@ -264,7 +264,7 @@ class PartitionRepair:
             target.node, 'DELETE', self._target_path(target,
                                                      metadata['name']),
             headers={'X-Timestamp': metadata['X-Timestamp']},
-            fence=self.fence)
+            fence=self.fence, replication=True)
         self._check_sent(target, 'DELETE', status, headers, body,
                          (204, 404, 409))
 
@@ -280,7 +280,8 @@ class PartitionRepair:
             status, reply, body = self.client.call(
                 target.node, 'PUT', self._target_path(target,
                                                       metadata['name']),
-                headers=headers, body=iter(reader), fence=self.fence)
+                headers=headers, body=iter(reader), fence=self.fence,
+                replication=True)
         if self._check_sent(target, 'PUT', status, reply, body, (201, 409)):
             self.stats.bytes_pushed += int(metadata['Content-Length'])
 

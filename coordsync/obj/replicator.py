@@ -13,6 +13,7 @@ locks, fencing, the watchdog and every report come from
 import dataclasses
 
 from coordsync.common import direct_client
+from coordsync.common import fencing
 from coordsync.common import ring as ring_mod
 from coordsync.common import worker
 from coordsync.obj import diskfile
@@ -22,7 +23,7 @@ POLICY = 0
 
 
 def lock_name(partition, policy=POLICY):
-    return 'coordsync/replicate/%d/%d' % (policy, partition)
+    return fencing.replicate_item(policy, partition)
 
 
 @dataclasses.dataclass
