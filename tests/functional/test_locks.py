@@ -15,7 +15,7 @@ from oslo_config import cfg
 from coordsync import conf as coordsync_conf
 from coordsync.common import coordination
 from coordsync.common import zklocks
-from tests.functional import conftest
+from tests.functional import harness
 from tests.functional import nodes
 
 MARGIN = 5.0
@@ -85,7 +85,7 @@ def test_locks_of_a_sigkilled_holder_free_within_session_timeout(
         '--count', '8', '--wait-all')
     taker.wait_log('REFUSED 8')
     holder.kill()
-    taken = wait_granted(taker, timeout=conftest.SESSION_TIMEOUT + MARGIN)
+    taken = wait_granted(taker, timeout=harness.SESSION_TIMEOUT + MARGIN)
     assert all(taken[name] > token for name, token in held.items())
 
 

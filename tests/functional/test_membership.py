@@ -9,7 +9,7 @@ import itertools
 import signal
 import time
 
-from tests.functional import conftest
+from tests.functional import harness
 from tests.functional import nodes
 from tests.functional import zookeeper
 
@@ -47,12 +47,12 @@ def test_sigkill_member_disappears_and_its_lock_frees(cluster):
     holder.kill()
     killed_at = time.monotonic()
     gone = nodes.wait_for(lambda: cluster.members() == ['n1', 'taker'],
-                          conftest.SESSION_TIMEOUT + MARGIN,
+                          harness.SESSION_TIMEOUT + MARGIN,
                           message='killed member gone')
     taker.wait_log('LOCKED coordsync/test/part-7',
-                   timeout=conftest.SESSION_TIMEOUT + MARGIN)
-    assert gone <= conftest.SESSION_TIMEOUT + MARGIN
-    assert time.monotonic() - killed_at <= 2 * (conftest.SESSION_TIMEOUT
+                   timeout=harness.SESSION_TIMEOUT + MARGIN)
+    assert gone <= harness.SESSION_TIMEOUT + MARGIN
+    assert time.monotonic() - killed_at <= 2 * (harness.SESSION_TIMEOUT
                                                 + MARGIN)
 
 
@@ -112,7 +112,7 @@ def test_status_exit_codes(zk_cluster, tmp_path):
     assert report['state'] == 'degraded'
     assert '2 members present, 3 expected' in report['problems']
 
-    dead = conftest.Cluster(str(tmp_path / 'dead'),
+    dead = harness.Group(str(tmp_path / 'dead'),
                             'zookeeper://127.0.0.1:%d'
                             % zookeeper.free_port())
     started = time.monotonic()
@@ -123,7 +123,7 @@ def test_status_exit_codes(zk_cluster, tmp_path):
 
 
 def test_zookeeper_outage_node_rejoins_and_can_lock(own_zk, tmp_path):
-    cluster = conftest.Cluster(str(tmp_path), own_zk.url)
+    cluster = harness.Group(str(tmp_path), own_zk.url)
     try:
         node = cluster.start_node('n1')
         own_zk.stop()

@@ -23,365 +23,35 @@ files and log lines.
 """
 
 import collections
-import contextlib
-import json
-import math
 import os
 import re
 import time
 
 import pytest
-from oslo_config import cfg
 
-from coordsync import conf as coordsync_conf
-from coordsync.cmd import local_cluster
-from coordsync.common import hashing
-from coordsync.common import ring as ring_mod
-from coordsync.obj import client as object_client
-from coordsync.obj import hashes
+from tests.functional import harness
 from tests.functional import nodes
 
 NODES = ('n1', 'n2', 'n3')
-PART_POWER = 5
-PARTITIONS = frozenset(range(2 ** PART_POWER))
-SESSION_TIMEOUT = 3
-WORKER = 'object-replicator'
-ACCOUNT = 'acct'
+SESSION_TIMEOUT = harness.SESSION_TIMEOUT
 # Bounds, not timing goals: generous for a loaded 2-core machine.
 PASS_BOUND = 30.0
 TAKEOVER_BOUND = SESSION_TIMEOUT + 25.0
 
-COORDINATION = {'heartbeat': 0.3, 'session_timeout': SESSION_TIMEOUT,
-                'initial_reconnect_backoff': 0.2,
-                'max_reconnect_backoff': 1.0, 'progress_interval': 1.0}
-PASS_LINE = re.compile(r'Replication pass (\d+) \((coordinated|static)\)')
-PUSHED = re.compile(r'(\d+) objects pushed, (\d+) pulled')
-SKIPPED = re.compile(r'(\d+) skipped \(locked elsewhere\)')
-
-AuditLine = collections.namedtuple(
-    'AuditLine', 'label node event part time mode device')
-Job = collections.namedtuple('Job', 'label part mode start end')
-
-
-def _run(module, *args, check=True, timeout=90):
-    return nodes.run_module(module, *args, check=check, timeout=timeout)
-
-
-class ReplicationCluster:
-    """The module's cluster: objects, their files on disk, node control."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        with open(os.path.join(workdir, 'cluster.json')) as fh:
-            self.meta = json.load(fh)
-        conf = cfg.ConfigOpts()
-        coordsync_conf.register_opts(conf)
-        conf(['--config-file', self.node_config('n1')],
-             default_config_files=[])
-        self.ring = ring_mod.Ring(
-            os.path.join(workdir, 'object.ring.json'),
-            self.meta['hash_path_prefix'], self.meta['hash_path_suffix'])
-        self.objects = object_client.ObjectClient(conf, self.ring)
-
-    def node_config(self, node):
-        return os.path.join(self.workdir, node, 'coordsync.conf')
-
-    def cluster_cmd(self, *args):
-        return _run('coordsync.cmd.local_cluster', '--workdir',
-                    self.workdir, *args)
-
-    @contextlib.contextmanager
-    def node_down(self, node):
-        """Stop ``node``'s server for the block; start it again after."""
-        self.cluster_cmd('stop', node)
-        try:
-            yield
-        finally:
-            self.cluster_cmd('start', node)
-
-    # -- objects --------------------------------------------------------
-
-    def put(self, container, obj, body):
-        return self.objects.put(ACCOUNT, container, obj, body).normal
-
-    def delete(self, container, obj):
-        return self.objects.delete(ACCOUNT, container, obj).normal
-
-    def get(self, container, obj):
-        found = self.objects.get(ACCOUNT, container, obj)
-        return None if found is None else b''.join(found[1])
-
-    # -- files on disk --------------------------------------------------
-
-    def primaries(self, part):
-        """``{node: device}`` of a partition's primaries (one per node)."""
-        return {d['node']: d['device']
-                for d in self.ring.get_part_nodes(part)}
-
-    def locate(self, container, obj):
-        part = self.ring.get_part(ACCOUNT, container, obj)
-        obj_hash = hashing.hash_path(
-            ACCOUNT, container, obj, prefix=self.meta['hash_path_prefix'],
-            suffix=self.meta['hash_path_suffix'])
-        return part, obj_hash
-
-    def part_dir(self, node, device, part):
-        return os.path.join(self.workdir, node, 'devices', device,
-                            'objects', str(part))
-
-    def hash_dir(self, node, device, part, obj_hash):
-        return os.path.join(self.part_dir(node, device, part),
-                            hashing.suffix_of(obj_hash), obj_hash)
-
-    def primary_files(self, container, obj):
-        """``{node: sorted file names}`` of an object on its primaries."""
-        part, obj_hash = self.locate(container, obj)
-        found = {}
-        for node, device in self.primaries(part).items():
-            hash_dir = self.hash_dir(node, device, part, obj_hash)
-            found[node] = (sorted(os.listdir(hash_dir))
-                           if os.path.isdir(hash_dir) else [])
-        return found
-
-    def lose_files(self, node, container, obj):
-        """Remove an object's files from ``node``'s replica (a lost file).
-
-        NOTE: the suffix hash cache does not see files vanish behind its
-        back; the suffix is marked for rehashing, as an auditor finding
-        the loss would.
-        """
-        part, obj_hash = self.locate(container, obj)
-        device = self.primaries(part)[node]
-        hash_dir = self.hash_dir(node, device, part, obj_hash)
-        names = os.listdir(hash_dir)
-        assert names, hash_dir
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(hash_dir, name))
-        hashes.invalidate_suffix(self.part_dir(node, device, part),
-                                 hashing.suffix_of(obj_hash))
-
-    def devices(self):
-        return [(node, 'd%d' % d) for node in NODES
-                for d in range(1, self.meta['devices'] + 1)]
-
-    def holders(self, part):
-        """``{(node, device)}`` with a directory for ``part``."""
-        return {(node, device) for node, device in self.devices()
-                if os.path.isdir(self.part_dir(node, device, part))}
-
-    def stray_files(self):
-        """Object files on devices that are not a primary of their
-        partition (what handoffs leave until they are pushed home)."""
-        stray = []
-        for part in sorted(PARTITIONS):
-            primaries = set(self.primaries(part).items())
-            for node, device in self.holders(part) - primaries:
-                for root, _dirs, files in os.walk(
-                        self.part_dir(node, device, part)):
-                    stray.extend(os.path.join(root, f) for f in files
-                                 if f.endswith(('.data', '.ts')))
-        return stray
-
 
 @pytest.fixture(scope='module')
-def cluster(zk_server, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp('replication') / 'cluster')
-    argv = ['--workdir', workdir]
-    try:
-        _run('coordsync.cmd.local_cluster', *argv, 'up',
-             '--part-power', str(PART_POWER),
-             '--base-port', str(local_cluster.free_base_port(len(NODES))),
-             '--backend', zk_server.url,
-             '--session-timeout', str(SESSION_TIMEOUT),
-             # NOTE: no replicator inside the servers: each test starts
-             # the replicators it observes.
-             '--replicate-every', '0')
-        yield ReplicationCluster(workdir)
-    finally:
-        _run('coordsync.cmd.local_cluster', *argv, 'down', check=False)
+def cluster(zk_local_cluster):
+    return zk_local_cluster
 
 
-# -- replicator processes ---------------------------------------------------
-
-class Replicators:
-    """The ``coordsync-replicator`` processes of one test.
-
-    Each process has a label (its node name, or e.g. ``n1-again`` for a
-    second process of n1) naming its config, log, audit log and recon
-    directory.
-    """
-
-    def __init__(self, cluster, workdir, coordination=None, **options):
-        self.cluster = cluster
-        self.workdir = workdir
-        self.coordination = dict(COORDINATION, **(coordination or {}))
-        self.options = dict({'run_pause': 1.0, 'stats_interval': 60},
-                            **options)
-        self.procs = {}
-
-    def audit_path(self, label):
-        return os.path.join(self.workdir, 'audit-%s.log' % label)
-
-    def config(self, label):
-        """The per-process config file, laid over the node's."""
-        replicator = dict(self.options, audit_log=self.audit_path(label),
-                          recon_cache_path=os.path.join(
-                              self.workdir, 'recon-%s' % label))
-        return nodes.write_config(
-            os.path.join(self.workdir, '%s.conf' % label),
-            {'coordination': self.coordination, 'replicator': replicator})
-
-    def spawn(self, label, node, *args):
-        argv = nodes.module_argv(
-            'coordsync.cmd.replicator',
-            '--config-file', self.cluster.node_config(node),
-            '--config-file', self.config(label), *args)
-        proc = nodes.Process(label, argv, os.path.join(
-            self.workdir, '%s.log' % label))
-        self.procs[label] = proc
-        return proc
-
-    def run_once(self, processes=None, timeout=90):
-        """One ``--once`` pass of every process at the same time.
-
-        ``processes`` maps label to node (default: one per node).
-        """
-        processes = processes or {node: node for node in NODES}
-        started = [self.spawn(label, node, '--once', '--wait-for-peers')
-                   for label, node in processes.items()]
-        for proc in started:
-            try:
-                code = proc.popen.wait(timeout)
-            finally:
-                proc.stop()
-            assert code == 0, '%s exited %s:\n%s' % (
-                proc.name, code, proc.log()[-3000:])
-
-    def start(self):
-        """A replicator running passes forever on every node."""
-        for node in NODES:
-            self.spawn(node, node)
-
-    def stop(self):
-        for proc in self.procs.values():
-            proc.stop(timeout=10)
-
-    def audit(self):
-        """Every audit line, in each process's order of writing."""
-        lines = []
-        for label in sorted(self.procs):
-            try:
-                with open(self.audit_path(label)) as fh:
-                    text = fh.read()
-            except FileNotFoundError:
-                continue
-            for row in text.splitlines():
-                node, event, part, when, mode, device = row.split()
-                lines.append(AuditLine(label, node, event, int(part),
-                                       float(when), mode, device))
-        return lines
-
-    def recon(self, label):
-        path = os.path.join(self.workdir, 'recon-%s' % label,
-                            'object-replicator.json')
-        try:
-            with open(path) as fh:
-                return json.load(fh)
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def passes(self, label, start=0):
-        """``[(pass number, mode)]`` logged from log offset ``start``."""
-        return [(int(n), mode) for n, mode in
-                PASS_LINE.findall(self.procs[label].log()[start:])]
-
-    def log_offsets(self):
-        return {label: len(proc.log()) for label, proc in self.procs.items()}
-
-    def totals(self, pattern):
-        """Sums of ``pattern``'s numbers over every stats line logged."""
-        sums = None
-        for proc in self.procs.values():
-            for found in pattern.findall(proc.log()):
-                found = (found,) if isinstance(found, str) else found
-                values = [int(v) for v in found]
-                sums = values if sums is None else [
-                    a + b for a, b in zip(sums, values, strict=True)]
-        return sums or []
-
-
-@pytest.fixture
-def replicators(cluster, tmp_path):
-    """Make a :class:`Replicators`; every process is stopped afterwards."""
-    made = []
-
-    def make(**options):
-        made.append(Replicators(cluster, str(tmp_path), **options))
-        return made[-1]
-    yield make
-    for group in made:
-        group.stop()
-
-
-# -- reading the audit log ------------------------------------------------
-
-def jobs_of(lines, open_until=math.inf):
-    """Jobs (start to end) from audit lines; unfinished ones end at
-    ``open_until`` (a killed process's job ended when it died)."""
-    running, jobs = {}, []
-    for line in lines:
-        key = (line.label, line.part)
-        if line.event == 'start':
-            assert key not in running, 'two starts without end: %s' % (
-                line,)
-            running[key] = line
-        else:
-            begun = running.pop(key)
-            jobs.append(Job(line.label, line.part, begun.mode, begun.time,
-                            line.time))
-    jobs.extend(Job(b.label, b.part, b.mode, b.time, open_until)
-                for b in running.values())
-    return jobs
-
-
-def overlapping(jobs):
-    """Pairs of jobs on one partition that ran at the same time.
-
-    Static jobs take no lock (the backend is away), so they are left out.
-    """
-    by_part = collections.defaultdict(list)
-    for job in jobs:
-        if job.mode != 'static':
-            by_part[job.part].append(job)
-    found = []
-    for part_jobs in by_part.values():
-        part_jobs.sort(key=lambda j: j.start)
-        latest = part_jobs[0]
-        for job in part_jobs[1:]:
-            if job.start < latest.end:
-                found.append((latest, job))
-            if job.end > latest.end:
-                latest = job
-    return found
-
-
-def replicator_members(config, *args):
-    """``[(node, replicator progress)]`` of the group's replicators."""
-    _code, report, _err = nodes.run_status(config, *args, '--format', 'json')
-    if not isinstance(report, dict):
-        return []
-    return sorted(((m['node'], m['progress'].get(WORKER, {}))
-                   for m in report['members'] if WORKER in m['roles']),
-                  key=lambda member: member[0])
-
+# -- pass boundaries --------------------------------------------------------
 
 def wait_stable(cluster, *status_args):
     """Wait until status lists the 3 replicators, each past a pass; return
     the time from which every pass plans with all three alive."""
     def ready():
-        members = replicator_members(cluster.node_config('n1'),
-                                     *status_args)
+        members = harness.replicator_members(cluster.node_config('n1'),
+                                             *status_args)
         return ([node for node, _progress in members] == list(NODES)
                 and all(p.get('pass', 0) >= 1 for _n, p in members))
     nodes.wait_for(ready, 60, interval=0.5,
@@ -424,28 +94,6 @@ def wait_pass(group, label, mode, offset=0):
         message='%s logs a %s pass' % (label, mode))
 
 
-def assert_level(cluster, container, expected):
-    """Every object's primaries hold exactly the expected newest file."""
-    wrong = {}
-    for obj, name in sorted(expected.items()):
-        files = cluster.primary_files(container, obj)
-        if any(names != [name] for names in files.values()):
-            wrong[obj] = (name, files)
-    assert not wrong, '\n'.join('%s: want %s, have %s' % (o, n, f)
-                                for o, (n, f) in wrong.items())
-
-
-def wait_level(cluster, container, expected, timeout):
-    def level():
-        try:
-            assert_level(cluster, container, expected)
-        except AssertionError:
-            return False
-        return True
-    nodes.wait_for(level, timeout, interval=0.2,
-                   message='%s level on all primaries' % container)
-
-
 # -- the tests ------------------------------------------------------------
 
 def test_diverged_replicas_converge_in_one_pass(cluster, replicators):
@@ -472,9 +120,9 @@ def test_diverged_replicas_converge_in_one_pass(cluster, replicators):
     assert all(before[n]['n2'] == [written[n] + '.data'] for n in deleted)
     assert all(before[n]['n1'] == [expected[n]] for n in deleted)
 
-    replicators().run_once()
+    replicators(cluster).run_once()
 
-    assert_level(cluster, container, expected)
+    cluster.assert_level(container, expected)
     for name in names:
         body = cluster.get(container, name)
         if name in deleted:
@@ -494,7 +142,7 @@ def test_no_partition_is_worked_on_by_two_processes_at_once(cluster,
                 for n in names}
     for name in names[::2]:
         cluster.lose_files('n2', container, name)
-    group = replicators(concurrency=1)
+    group = replicators(cluster, concurrency=1)
 
     # NOTE: a second replicator of n1 (an operator's --once beside the
     # daemon) plans the very partitions the first one does, so the
@@ -502,16 +150,16 @@ def test_no_partition_is_worked_on_by_two_processes_at_once(cluster,
     group.run_once({'n1': 'n1', 'n2': 'n2', 'n3': 'n3', 'n1-again': 'n1'})
 
     lines = group.audit()
-    jobs = jobs_of(lines)
-    assert not overlapping(jobs)
-    assert {job.part for job in jobs} == PARTITIONS
+    jobs = harness.jobs_of(lines)
+    assert not harness.overlapping(jobs)
+    assert {job.part for job in jobs} == cluster.partitions
     assert not any(job.mode == 'static' for job in jobs)
     workers = collections.defaultdict(set)
     for job in jobs:
         workers[job.part].add(job.label)
     contended = [p for p, labels in workers.items() if len(labels) > 1]
-    assert contended or sum(group.totals(SKIPPED)), 'no contention'
-    assert_level(cluster, container, expected)
+    assert contended or sum(group.totals(harness.SKIPPED)), 'no contention'
+    cluster.assert_level(container, expected)
 
 
 def test_steady_state_each_partition_has_exactly_one_repairer(cluster,
@@ -519,14 +167,14 @@ def test_steady_state_each_partition_has_exactly_one_repairer(cluster,
     """With a stable group, each pass of each node repairs the same
     partitions, all 'mine', and the three sets split all partitions
     (I4); no pass falls back to the static rule."""
-    group = replicators()
+    group = replicators(cluster)
     group.start()
     stable_since = wait_stable(cluster)
 
     windows = stable_passes(group, stable_since, count=2)
 
     lines = group.audit()
-    assert not overlapping(jobs_of(lines))
+    assert not harness.overlapping(harness.jobs_of(lines))
     assert not [line for line in lines if line.mode == 'static'], (
         'a pass ran under the static rule with the backend up')
     owned = {}
@@ -544,7 +192,7 @@ def test_steady_state_each_partition_has_exactly_one_repairer(cluster,
         for other in NODES:
             if other != node:
                 assert not owned[node] & owned[other], (node, other)
-    assert set.union(*owned.values()) == PARTITIONS
+    assert set.union(*owned.values()) == cluster.partitions
     assert all(owned.values()), owned
 
 
@@ -556,7 +204,7 @@ def test_sigkilled_replicator_partitions_are_taken_over(cluster,
     container = 'takeover'
     objects = {n: cluster.put(container, n, b'x') + '.data'
                for n in ('obj-%02d' % i for i in range(48))}
-    group = replicators(concurrency=1)
+    group = replicators(cluster, concurrency=1)
     group.start()
     stable_since = wait_stable(cluster)
     windows = stable_passes(group, stable_since, count=1)
@@ -593,10 +241,11 @@ def test_sigkilled_replicator_partitions_are_taken_over(cluster,
                          and line.time > killed_at}
     nodes.wait_for(taken_over, TAKEOVER_BOUND, interval=0.2,
                    message="survivors take over %s's partitions" % victim)
-    wait_level(cluster, container, stale, PASS_BOUND)
+    cluster.wait_level(container, stale, PASS_BOUND)
 
     lines = group.audit()
-    assert not overlapping(jobs_of(lines, open_until=killed_at))
+    assert not harness.overlapping(harness.jobs_of(lines,
+                                                   open_until=killed_at))
     early = [line for line in lines if line.mode == 'takeover'
              and line.time < killed_at and line.time > stable_since]
     assert not early, 'takeover while the owner was alive: %s' % early
@@ -615,9 +264,9 @@ def test_node_down_during_writes_gets_everything_back(cluster,
             assert cluster.primary_files(container, name)['n2'] == []
     assert cluster.stray_files(), 'no write went to a handoff'
 
-    group = replicators()
+    group = replicators(cluster)
     group.run_once()
-    assert_level(cluster, container, expected)
+    cluster.assert_level(container, expected)
     for _round in range(3):
         if not cluster.stray_files():
             break
@@ -626,7 +275,7 @@ def test_node_down_during_writes_gets_everything_back(cluster,
         # processes plan before all have joined) goes in a later pass.
         group.run_once()
     assert not cluster.stray_files()
-    assert_level(cluster, container, expected)
+    cluster.assert_level(container, expected)
     for name in names:
         part, _hash = cluster.locate(container, name)
         assert cluster.holders(part) == set(
@@ -640,7 +289,7 @@ def test_writes_during_replication_are_never_lost(cluster, replicators):
     names = ['obj-%02d' % i for i in range(8)]
     acked = {n: cluster.put(container, n, b'%s v0' % n.encode())
              for n in names}
-    group = replicators(run_pause=0.3)
+    group = replicators(cluster, run_pause=0.3)
     group.start()
     wait_stable(cluster)
 
@@ -665,15 +314,15 @@ def test_writes_during_replication_are_never_lost(cluster, replicators):
     stable_passes(group, last_write, count=1)
     expected = {n: acked[n] + ('.ts' if bodies[n] is None else '.data')
                 for n in names}
-    assert_level(cluster, container, expected)
+    cluster.assert_level(container, expected)
     for name in names:
         assert cluster.get(container, name) == bodies[name], name
-    pushed, pulled = group.totals(PUSHED)
+    pushed, pulled = group.totals(harness.PUSHED)
     assert pushed + pulled > 0, 'the replicators repaired nothing'
     lines = group.audit()
     assert any(first_write < line.time < last_write for line in lines), (
         'no replication job ran during the writes')
-    assert not overlapping(jobs_of(lines))
+    assert not harness.overlapping(harness.jobs_of(lines))
 
 
 def test_zookeeper_outage_falls_back_to_static_and_recovers(cluster,
@@ -687,7 +336,7 @@ def test_zookeeper_outage_falls_back_to_static_and_recovers(cluster,
     names = ['obj-%02d' % i for i in range(6)]
     expected = {n: cluster.put(container, n, b'kept') + '.data'
                 for n in names}
-    group = replicators(coordination={'backend_url': own_zk.url},
+    group = replicators(cluster, coordination={'backend_url': own_zk.url},
                         run_pause=0.5)
     group.start()
     for node in NODES:
@@ -706,7 +355,7 @@ def test_zookeeper_outage_falls_back_to_static_and_recovers(cluster,
     wait_pass(group, 'n3', 'static', offset)
     for name in names[:3]:
         cluster.lose_files('n3', container, name)
-    wait_level(cluster, container, expected, PASS_BOUND)
+    cluster.wait_level(container, expected, PASS_BOUND)
     assert not own_zk.serving()
     # Down past the session timeout: the members come back in new sessions.
     time.sleep(max(0.0, stopped_at + SESSION_TIMEOUT + 1 - time.monotonic()))
@@ -722,8 +371,9 @@ def test_zookeeper_outage_falls_back_to_static_and_recovers(cluster,
     # The member n3 left behind (it could not leave) expires with its
     # session.
     def three_members():
-        members = replicator_members(cluster.node_config('n1'),
-                                     '--config-file', group.config('status'))
+        members = harness.replicator_members(
+            cluster.node_config('n1'), '--config-file',
+            group.config('status'))
         return [node for node, _progress in members] == list(NODES)
     nodes.wait_for(three_members, PASS_BOUND, interval=0.5,
                    message='status lists the 3 replicators')
@@ -735,7 +385,7 @@ def test_every_peer_down_fails_the_pass_and_shows(cluster, replicators):
     partition), and a running replicator's member is degraded in
     coordsync-status with its error count."""
     cluster.put('peers-down', 'obj', b'lonely')
-    group = replicators()
+    group = replicators(cluster)
     status = ('--config-file', group.config('status'))
     with cluster.node_down('n2'), cluster.node_down('n3'):
         once = group.spawn('n1-once', 'n1', '--once')
@@ -759,8 +409,8 @@ def test_every_peer_down_fails_the_pass_and_shows(cluster, replicators):
             code, report, _err = nodes.run_status(
                 cluster.node_config('n1'), *status, '--format', 'json')
             mine = [m for m in report['members']
-                    if WORKER in m['roles'] and m['node'] == 'n1']
-            errors = mine and mine[0]['progress'][WORKER].get('errors')
+                    if harness.WORKER in m['roles'] and m['node'] == 'n1']
+            errors = mine and mine[0]['progress'][harness.WORKER].get('errors')
             return code == 1 and errors and mine[0]['state'] == 'degraded'
         nodes.wait_for(degraded, PASS_BOUND, interval=0.5,
                        message='n1 replicator degraded in status')

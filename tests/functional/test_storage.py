@@ -15,16 +15,14 @@ import socket
 import time
 
 import pytest
-from oslo_config import cfg
 
-from coordsync import conf as coordsync_conf
 from coordsync.cmd import local_cluster as local_cluster_cmd
 from coordsync.common import direct_client as client
 from coordsync.common import fencing
 from coordsync.common import hashing
-from coordsync.common import ring as ring_mod
 from coordsync.common import signing
 from coordsync.common import timestamp
+from tests.functional import harness
 from tests.functional import nodes
 
 NODES = 3
@@ -32,97 +30,12 @@ PART_POWER = 6
 MAX_SKEW = 300  # [server] max_clock_skew default
 
 
-def run(module, *args, check=True, timeout=60):
-    return nodes.run_module(module, *args, check=check, timeout=timeout,
-                            text=False)
-
-
-class LocalCluster:
-    """What the tests need to know of the cluster ``up`` created."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        with open(os.path.join(workdir, 'cluster.json')) as fh:
-            self.meta = json.load(fh)
-        self.config = self.node_config('n1')
-        self.conf = cfg.ConfigOpts()
-        coordsync_conf.register_opts(self.conf)
-        self.conf(['--config-file', self.config], default_config_files=[])
-        self.ring = ring_mod.Ring(
-            os.path.join(workdir, 'object.ring.json'),
-            self.meta['hash_path_prefix'], self.meta['hash_path_suffix'])
-        self.node_client = client.NodeClient(self.conf)
-        self.node_names = ['n%d' % i for i in range(1, NODES + 1)]
-
-    def node_config(self, name):
-        return os.path.join(self.workdir, name, 'coordsync.conf')
-
-    def cluster_cmd(self, *args):
-        return run('coordsync.cmd.local_cluster', '--workdir', self.workdir,
-                   *args)
-
-    def client_cmd(self, *args, check=True):
-        return run('coordsync.cmd.client', '--config-file', self.config,
-                   *args, check=check)
-
-    def address(self, name):
-        index = int(name[1:])
-        return '127.0.0.%d' % index, self.meta['base_port'] + index - 1
-
-    def obj_hash(self, account, container, obj):
-        return hashing.hash_path(account, container, obj,
-                                 prefix=self.meta['hash_path_prefix'],
-                                 suffix=self.meta['hash_path_suffix'])
-
-    def part_dir(self, node, device, part):
-        return os.path.join(self.workdir, node, 'devices', device,
-                            'objects', str(part))
-
-    def devices(self):
-        return [(n, 'd%d' % d) for n in self.node_names
-                for d in range(1, self.meta['devices'] + 1)]
-
-    def files_of(self, account, container, obj):
-        """``{(node, device): [file names]}`` of an object, every device."""
-        part = self.ring.get_part(account, container, obj)
-        obj_hash = self.obj_hash(account, container, obj)
-        found = {}
-        for node, device in self.devices():
-            hash_dir = os.path.join(self.part_dir(node, device, part),
-                                    hashing.suffix_of(obj_hash), obj_hash)
-            if os.path.isdir(hash_dir) and os.listdir(hash_dir):
-                found[(node, device)] = sorted(os.listdir(hash_dir))
-        return found
-
-    def snapshot(self):
-        """Every file and directory under every devices dir, with type,
-        size and mtime."""
-        seen = {}
-        for node in self.node_names:
-            top = os.path.join(self.workdir, node, 'devices')
-            for root, dirs, files in os.walk(top):
-                for name in dirs + files:
-                    path = os.path.join(root, name)
-                    st = os.lstat(path)
-                    seen[os.path.relpath(path, self.workdir)] = (
-                        name in dirs, st.st_size, st.st_mtime_ns)
-        return seen
-
-
 @pytest.fixture(scope='module')
 def local_cluster(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp('storage') / 'cluster')
-    argv = ['--workdir', workdir]
-    try:
-        run('coordsync.cmd.local_cluster', *argv, 'up', '--base-port',
-            str(local_cluster_cmd.free_base_port(NODES)), '--part-power',
-            str(PART_POWER), '--nodes', str(NODES),
-            # NOTE: no replicator: these tests check the disks byte for
-            # byte, and a background pass would rehash and move files.
-            '--replicate-every', '0')
-        yield LocalCluster(workdir)
-    finally:
-        run('coordsync.cmd.local_cluster', *argv, 'down', check=False)
+    workdir = tmp_path_factory.mktemp('storage') / 'cluster'
+    with harness.local_cluster(workdir, nodes_count=NODES,
+                               part_power=PART_POWER) as cluster:
+        yield cluster
 
 
 def primaries_of(cluster, account, container, obj):
@@ -152,7 +65,7 @@ def test_put_lands_on_primaries_and_get_returns_same_bytes(local_cluster,
 
         _part, _nodes, primaries = primaries_of(cluster, 'acct', 'cont',
                                                 name)
-        files = cluster.files_of('acct', 'cont', name)
+        files = cluster.files_of('cont', name)
         assert set(files) == primaries, name
         assert all(names == [when + '.data'] for names in files.values())
         assert len({node for node, _dev in primaries}) == NODES
@@ -170,12 +83,11 @@ def test_put_with_a_primary_killed_goes_to_a_handoff(local_cluster,
     body = os.urandom(70000)
     src, dst = tmp_path / 'src', tmp_path / 'dst'
     src.write_bytes(body)
-    cluster.cluster_cmd('stop', victim, '--kill')
-    try:
+    with cluster.node_down(victim, kill=True):
         with pytest.raises(OSError):
             socket.create_connection(cluster.address(victim), 1).close()
         cluster.client_cmd('put', 'acct', 'cont', name, str(src))
-        holders = data_holders(cluster.files_of('acct', 'cont', name))
+        holders = data_holders(cluster.files_of('cont', name))
         live_primaries = {d for d in primaries if d[0] != victim}
         handoffs = holders - primaries
         assert live_primaries <= holders
@@ -183,8 +95,6 @@ def test_put_with_a_primary_killed_goes_to_a_handoff(local_cluster,
         assert len(handoffs) == 1, holders
         cluster.client_cmd('get', 'acct', 'cont', name, '-o', str(dst))
         assert dst.read_bytes() == body
-    finally:
-        cluster.cluster_cmd('start', victim)
     assert RawNode(cluster, victim).send('GET', '/healthcheck',
                                          signed=False)[0] == 200
 
@@ -206,10 +116,10 @@ def test_newest_wins_and_delete_hides_the_object(local_cluster, tmp_path):
     assert cluster.client_cmd('head', 'acct', 'cont', name,
                               check=False).returncode == 1
     part, replicas, primaries = primaries_of(cluster, 'acct', 'cont', name)
-    files = cluster.files_of('acct', 'cont', name)
+    files = cluster.files_of('cont', name)
     assert {d for d, names in files.items()
             if names == [deleted + '.ts']} == primaries
-    obj_hash = cluster.obj_hash('acct', 'cont', name)
+    obj_hash = cluster.obj_hash('cont', name)
     for node in replicas:
         listing = cluster.node_client.list_suffix(
             node, part, hashing.suffix_of(obj_hash))
@@ -235,7 +145,7 @@ def test_replicate_hashes_agree_and_listing_shows_the_object(local_cluster,
     when = stored_at(cluster.client_cmd('put', 'acct', 'cont', name,
                                         str(tmp_path / 'src')))
     part, primaries, _ = primaries_of(cluster, 'acct', 'cont', name)
-    obj_hash = cluster.obj_hash('acct', 'cont', name)
+    obj_hash = cluster.obj_hash('cont', name)
     suffix = hashing.suffix_of(obj_hash)
     expected = hashlib.md5(('%s/%s.data\n' % (obj_hash, when))
                            .encode()).hexdigest()
@@ -472,7 +382,7 @@ def _bad_requests(node, part, ts, older):
 
 def _reads(cluster, part):
     """Good read-only requests: they must change nothing on disk either."""
-    obj_hash = cluster.obj_hash('acct', 'cont', 'table-object')
+    obj_hash = cluster.obj_hash('cont', 'table-object')
     base = '/objects/d1/%d' % part
     return [
         Probe('GET stored', 'GET', base + '/acct/cont/table-object', {}, None,
@@ -526,7 +436,7 @@ def test_bad_requests_are_refused_and_change_nothing(local_cluster):
         assert answers[label][1]['X-Backend-Timestamp'] == ts
     status, headers_back, reply = answers['GET stored']
     assert (reply, headers_back['X-Timestamp']) == (b'stored', ts)
-    obj_hash = cluster.obj_hash('acct', 'cont', 'table-object')
+    obj_hash = cluster.obj_hash('cont', 'table-object')
     assert json.loads(answers['listing'][2])[obj_hash] == {
         'timestamp': ts, 'deleted': False}
 
@@ -567,8 +477,8 @@ def test_restarted_node_keeps_refusing_older_tokens(local_cluster):
         replicate(node, part, fence=fencing.Fence(item, 5))
     assert err.value.fenced
 
-    cluster.cluster_cmd('stop', 'n2')
-    cluster.cluster_cmd('start', 'n2')
+    cluster.stop('n2')
+    cluster.start('n2')
     with pytest.raises(client.NodeError) as err:
         replicate(node, part, fence=fencing.Fence(item, 8))
     assert err.value.fenced
@@ -582,7 +492,7 @@ def test_restarted_node_keeps_refusing_older_tokens(local_cluster):
         node, 'PUT', path, body=b'late', fence=fencing.Fence(item, 8),
         headers={'X-Timestamp': timestamp.Timestamp.now().normal})
     assert (status, headers['x-coordsync-fenced']) == (409, 'true')
-    assert cluster.files_of('acct', 'cont', 'fenced') == {}
+    assert cluster.files_of('cont', 'fenced') == {}
 
 
 def test_node_client_streams_and_keeps_connections_alive(local_cluster):
@@ -599,7 +509,7 @@ def test_node_client_streams_and_keeps_connections_alive(local_cluster):
         headers={'X-Timestamp': timestamp.Timestamp.now().normal},
         body=chunks)
     assert status == 201, reply
-    obj_hash = cluster.obj_hash('acct', 'cont', name)
+    obj_hash = cluster.obj_hash('cont', name)
     for _ in range(3):
         resp = nodes_client.get_by_hash(node, part, obj_hash)
         assert resp.status == 200

@@ -1,0 +1,551 @@
+"""The clusters of the functional tests, and what they leave behind.
+
+* :class:`Group` -- bare ``coordsync-server`` and lock worker processes
+  sharing one backend and one test-unique group (membership, locks).
+* :class:`LocalCluster` -- a running ``coordsync-local-cluster`` (ring,
+  node configs, servers on 127.0.0.x) on a given backend: objects through
+  the quorum client, their files on each node's disks, nodes stopped and
+  started (:func:`local_cluster` brings one up and down).
+* :class:`Replicators` -- ``coordsync-replicator`` processes on a local
+  cluster, each reading its node's config and then a per-process one
+  (audit log, recon path, options), so the node configs stay untouched;
+  their audit logs (:func:`jobs_of`, :func:`overlapping`), recon files,
+  stats lines and status.
+
+Processes and ``coordsync-status`` runs come from :mod:`nodes`.
+"""
+
+import collections
+import contextlib
+import json
+import math
+import os
+import re
+import uuid
+
+from oslo_config import cfg
+
+from coordsync import conf as coordsync_conf
+from coordsync.cmd import local_cluster as local_cluster_cmd
+from coordsync.common import direct_client
+from coordsync.common import fencing
+from coordsync.common import hashing
+from coordsync.common import ring as ring_mod
+from coordsync.obj import client as object_client
+from coordsync.obj import diskfile
+from coordsync.obj import hashes
+from tests.functional import nodes
+from tests.functional import zookeeper
+
+SESSION_TIMEOUT = 3
+ACCOUNT = 'acct'
+WORKER = 'object-replicator'
+# What every test process sets in [coordination]: short, so that deaths
+# and outages show within seconds.
+COORDINATION = {'heartbeat': 0.2, 'session_timeout': SESSION_TIMEOUT,
+                'initial_reconnect_backoff': 0.1,
+                'max_reconnect_backoff': 1.0, 'progress_interval': 1.0}
+
+
+class Processes:
+    """The child processes of one test, each logging to
+    ``<workdir>/<label>.log``; :meth:`stop` ends them all."""
+
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        self.procs = {}
+        self._started = []
+
+    def path(self, name):
+        return os.path.join(self.workdir, name)
+
+    def spawn(self, label, argv):
+        proc = nodes.Process(label, argv, self.path('%s.log' % label))
+        self.procs[label] = proc
+        self._started.append(proc)
+        return proc
+
+    def stop(self, timeout=10.0):
+        for proc in self._started:
+            proc.stop(timeout=timeout)
+
+
+# -- bare node processes ----------------------------------------------------
+
+class Group(Processes):
+    """Node processes sharing one backend and one (test-unique) group."""
+
+    def __init__(self, workdir, backend_url):
+        super().__init__(workdir)
+        self.backend_url = backend_url
+        self.group = 'test-%s' % uuid.uuid4().hex[:8]
+        self.status_config = self.config('status')
+
+    def config(self, node_name, **extra):
+        node_dir = self.path(node_name)
+        os.makedirs(os.path.join(node_dir, 'devices'), exist_ok=True)
+        default = {'node_name': node_name,
+                   'state_path': node_dir,
+                   'devices': os.path.join(node_dir, 'devices'),
+                   'bind_ip': '127.0.0.1',
+                   'bind_port': zookeeper.free_port(),
+                   'cluster_secret': 'test-secret',
+                   'use_stderr': 'true'}
+        coordination = dict(COORDINATION, backend_url=self.backend_url,
+                            group=self.group)
+        coordination.update(extra.pop('coordination', {}))
+        default.update(extra)
+        return nodes.write_config(self.path('%s.conf' % node_name),
+                                  {'DEFAULT': default,
+                                   'coordination': coordination})
+
+    def start_node(self, name, wait=True, **extra):
+        config = self.config(name, **extra)
+        proc = self.spawn(name, nodes.module_argv(
+            'coordsync.cmd.server', '--config-file', config))
+        if wait:
+            proc.wait_log('Joined coordination group')
+        return proc
+
+    def start_lock_worker(self, name, *args):
+        config = self.config(name)
+        return self.spawn(name, nodes.script_argv(
+            'lock_worker.py', '--config-file', config, *args))
+
+    def members(self):
+        return nodes.member_nodes(self.status_config)
+
+    def close(self):
+        self.stop(timeout=5)
+
+
+# -- a local cluster ----------------------------------------------------------
+
+def run_local_cluster(workdir, *args, check=True):
+    return nodes.run_module('coordsync.cmd.local_cluster', '--workdir',
+                            str(workdir), *args, check=check, timeout=90)
+
+
+@contextlib.contextmanager
+def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
+                  session_timeout=None):
+    """``coordsync-local-cluster up`` in ``workdir``; ``down`` after.
+
+    The servers run no replicator: tests start the replicators they
+    observe, and some check the disks byte for byte, which a background
+    pass would rehash and move.
+    """
+    up = ['up', '--nodes', str(nodes_count), '--part-power',
+          str(part_power), '--base-port',
+          str(local_cluster_cmd.free_base_port(nodes_count)),
+          '--replicate-every', '0']
+    if backend:
+        up += ['--backend', backend]
+    if session_timeout:
+        up += ['--session-timeout', str(session_timeout)]
+    try:
+        run_local_cluster(workdir, *up)
+        yield LocalCluster(workdir)
+    finally:
+        run_local_cluster(workdir, 'down', check=False)
+
+
+class LocalCluster:
+    """What the tests need to know of, and do to, a local cluster."""
+
+    def __init__(self, workdir):
+        self.workdir = str(workdir)
+        self.meta = local_cluster_cmd.load(self.workdir)
+        self.node_names = ['n%d' % i for i in range(1, self.meta['nodes']
+                                                    + 1)]
+        self.partitions = frozenset(range(2 ** self.meta['part_power']))
+        self.config = self.node_config('n1')
+        self.conf = self.node_conf('n1')
+        self.ring = ring_mod.Ring(
+            os.path.join(self.workdir, 'object.ring.json'),
+            self.meta['hash_path_prefix'], self.meta['hash_path_suffix'])
+        self.node_client = direct_client.NodeClient(self.conf)
+        self.objects = object_client.ObjectClient(self.conf, self.ring,
+                                                  self.node_client)
+
+    def node_config(self, node):
+        return local_cluster_cmd.node_config_path(self.workdir, node)
+
+    def node_conf(self, node):
+        """``node``'s options, as its processes read them."""
+        conf = cfg.ConfigOpts()
+        coordsync_conf.register_opts(conf)
+        conf(['--config-file', self.node_config(node)],
+             default_config_files=[])
+        return conf
+
+    def node_log(self, node):
+        with open(os.path.join(self.workdir, node, 'server.log'),
+                  encoding='utf-8', errors='replace') as fh:
+            return fh.read()
+
+    def address(self, node):
+        index = int(node[1:])
+        return '127.0.0.%d' % index, self.meta['base_port'] + index - 1
+
+    def status(self, *args):
+        """``(exit code, output, stderr)`` of coordsync-status on n1."""
+        return nodes.run_status(self.config, *args)
+
+    # -- nodes --------------------------------------------------------------
+
+    def cluster_cmd(self, *args):
+        return run_local_cluster(self.workdir, *args)
+
+    def stop(self, node, kill=False):
+        self.cluster_cmd('stop', node, *(['--kill'] if kill else []))
+
+    def start(self, node):
+        self.cluster_cmd('start', node)
+
+    @contextlib.contextmanager
+    def node_down(self, node, kill=False):
+        """Stop ``node``'s server for the block; start it again after."""
+        self.stop(node, kill)
+        try:
+            yield
+        finally:
+            self.start(node)
+
+    # -- objects --------------------------------------------------------------
+
+    def client_cmd(self, *args, check=True):
+        """coordsync-client on n1; stdout is bytes (object bodies)."""
+        return nodes.run_module('coordsync.cmd.client', '--config-file',
+                                self.config, *args, check=check, text=False)
+
+    def put(self, container, obj, body, account=ACCOUNT):
+        return self.objects.put(account, container, obj, body).normal
+
+    def delete(self, container, obj, account=ACCOUNT):
+        return self.objects.delete(account, container, obj).normal
+
+    def get(self, container, obj, account=ACCOUNT):
+        found = self.objects.get(account, container, obj)
+        return None if found is None else b''.join(found[1])
+
+    def disk(self, node):
+        """A DiskFileManager of ``node``'s devices, to write behind its
+        server's back."""
+        return diskfile.DiskFileManager(
+            os.path.join(self.workdir, node, 'devices'),
+            hash_prefix=self.meta['hash_path_prefix'],
+            hash_suffix=self.meta['hash_path_suffix'])
+
+    def fence_highest(self, node, item):
+        """The highest fencing token ``node`` accepted for ``item``."""
+        store = fencing.TokenStore(self.node_conf(node).server.fence_db)
+        try:
+            return store.highest(item)
+        finally:
+            store.close()
+
+    # -- files on disk --------------------------------------------------------
+
+    def obj_hash(self, container, obj, account=ACCOUNT):
+        return hashing.hash_path(account, container, obj,
+                                 prefix=self.meta['hash_path_prefix'],
+                                 suffix=self.meta['hash_path_suffix'])
+
+    def locate(self, container, obj, account=ACCOUNT):
+        """``(partition, object hash)``."""
+        return (self.ring.get_part(account, container, obj),
+                self.obj_hash(container, obj, account))
+
+    def primaries(self, part):
+        """``{node: device}`` of a partition's primaries (one per node)."""
+        return {d['node']: d['device']
+                for d in self.ring.get_part_nodes(part)}
+
+    def devices(self):
+        return [(node, 'd%d' % d) for node in self.node_names
+                for d in range(1, self.meta['devices'] + 1)]
+
+    def part_dir(self, node, device, part):
+        return os.path.join(self.workdir, node, 'devices', device,
+                            'objects', str(part))
+
+    def hash_dir(self, node, device, part, obj_hash):
+        return os.path.join(self.part_dir(node, device, part),
+                            hashing.suffix_of(obj_hash), obj_hash)
+
+    def _file_names(self, node, device, part, obj_hash):
+        hash_dir = self.hash_dir(node, device, part, obj_hash)
+        return sorted(os.listdir(hash_dir)) if os.path.isdir(hash_dir) \
+            else []
+
+    def files_of(self, container, obj, account=ACCOUNT):
+        """``{(node, device): [file names]}`` of an object, on every
+        device that has some."""
+        part, obj_hash = self.locate(container, obj, account)
+        found = {}
+        for node, device in self.devices():
+            names = self._file_names(node, device, part, obj_hash)
+            if names:
+                found[(node, device)] = names
+        return found
+
+    def primary_files(self, container, obj, account=ACCOUNT):
+        """``{node: sorted file names}`` of an object on its primaries."""
+        part, obj_hash = self.locate(container, obj, account)
+        return {node: self._file_names(node, device, part, obj_hash)
+                for node, device in self.primaries(part).items()}
+
+    def lose_files(self, node, container, obj):
+        """Remove an object's files from ``node``'s replica (a lost file).
+
+        NOTE: the suffix hash cache does not see files vanish behind its
+        back; the suffix is marked for rehashing, as an auditor finding
+        the loss would.
+        """
+        part, obj_hash = self.locate(container, obj)
+        device = self.primaries(part)[node]
+        hash_dir = self.hash_dir(node, device, part, obj_hash)
+        names = os.listdir(hash_dir)
+        assert names, hash_dir
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(hash_dir, name))
+        hashes.invalidate_suffix(self.part_dir(node, device, part),
+                                 hashing.suffix_of(obj_hash))
+
+    def holders(self, part):
+        """``{(node, device)}`` with a directory for ``part``."""
+        return {(node, device) for node, device in self.devices()
+                if os.path.isdir(self.part_dir(node, device, part))}
+
+    def stray_files(self):
+        """Object files on devices that are not a primary of their
+        partition (what handoffs leave until they are pushed home)."""
+        stray = []
+        for part in sorted(self.partitions):
+            primaries = set(self.primaries(part).items())
+            for node, device in self.holders(part) - primaries:
+                for root, _dirs, files in os.walk(
+                        self.part_dir(node, device, part)):
+                    stray.extend(os.path.join(root, f) for f in files
+                                 if f.endswith(('.data', '.ts')))
+        return stray
+
+    def snapshot(self, part=None):
+        """``{path: (is dir, size, mtime_ns, inode)}`` of every file and
+        directory under every node's devices (``part``: under that
+        partition's directories only), the top directories included."""
+        if part is None:
+            tops = [os.path.join(self.workdir, node, 'devices')
+                    for node in self.node_names]
+        else:
+            tops = [self.part_dir(node, device, part)
+                    for node, device in self.devices()]
+        seen = {}
+
+        def note(path, is_dir):
+            st = os.lstat(path)
+            seen[os.path.relpath(path, self.workdir)] = (
+                is_dir, st.st_size, st.st_mtime_ns, st.st_ino)
+        for top in tops:
+            if os.path.isdir(top):
+                note(top, True)
+            for root, dirs, files in os.walk(top):
+                for name in dirs + files:
+                    note(os.path.join(root, name), name in dirs)
+        return seen
+
+    def assert_level(self, container, expected):
+        """Every object's primaries hold exactly the expected newest file
+        (``{object: file name}``)."""
+        wrong = {}
+        for obj, name in sorted(expected.items()):
+            files = self.primary_files(container, obj)
+            if any(names != [name] for names in files.values()):
+                wrong[obj] = (name, files)
+        assert not wrong, '\n'.join('%s: want %s, have %s' % (o, n, f)
+                                    for o, (n, f) in wrong.items())
+
+    def wait_level(self, container, expected, timeout):
+        def level():
+            try:
+                self.assert_level(container, expected)
+            except AssertionError:
+                return False
+            return True
+        nodes.wait_for(level, timeout, interval=0.2,
+                       message='%s level on all primaries' % container)
+
+
+# -- replicator processes -------------------------------------------------
+
+# The replicator's log lines: the start of a pass, and the figures of its
+# stats line.
+PASS_LINE = re.compile(r'Replication pass (\d+) \((coordinated|static)\)')
+PUSHED = re.compile(r'(\d+) objects pushed, (\d+) pulled')
+SKIPPED = re.compile(r'(\d+) skipped \(locked elsewhere\)')
+FENCED = re.compile(r'(\d+) fenced, (\d+) failed')
+
+
+class Replicators(Processes):
+    """The ``coordsync-replicator`` processes of one test.
+
+    Each process has a label (its node name, or e.g. ``n1-again`` for a
+    second process of n1) naming its config, log, audit log and recon
+    directory. ``options`` go to its ``[replicator]`` section,
+    ``sections`` (``{section: {option: value}}``) beside it.
+    """
+
+    def __init__(self, cluster, workdir, coordination=None, sections=None,
+                 **options):
+        super().__init__(workdir)
+        self.cluster = cluster
+        self.coordination = dict(COORDINATION, **(coordination or {}))
+        self.sections = dict(sections or {})
+        self.options = dict({'run_pause': 1.0, 'stats_interval': 60},
+                            **options)
+
+    def audit_path(self, label):
+        return self.path('audit-%s.log' % label)
+
+    def config(self, label):
+        """The per-process config file, laid over the node's."""
+        replicator = dict(self.options, audit_log=self.audit_path(label),
+                          recon_cache_path=self.path('recon-%s' % label))
+        return nodes.write_config(
+            self.path('%s.conf' % label),
+            dict(self.sections, coordination=self.coordination,
+                 replicator=replicator))
+
+    def spawn(self, label, node, *args):
+        return super().spawn(label, nodes.module_argv(
+            'coordsync.cmd.replicator',
+            '--config-file', self.cluster.node_config(node),
+            '--config-file', self.config(label), *args))
+
+    def run_once(self, processes=None, timeout=90):
+        """One ``--once`` pass of every process at the same time.
+
+        ``processes`` maps label to node (default: one per node).
+        """
+        processes = processes or {n: n for n in self.cluster.node_names}
+        started = [self.spawn(label, node, '--once', '--wait-for-peers')
+                   for label, node in processes.items()]
+        for proc in started:
+            try:
+                code = proc.popen.wait(timeout)
+            finally:
+                proc.stop()
+            assert code == 0, '%s exited %s:\n%s' % (
+                proc.name, code, proc.log()[-3000:])
+
+    def start(self):
+        """A replicator running passes forever on every node."""
+        for node in self.cluster.node_names:
+            self.spawn(node, node)
+
+    def audit(self):
+        """Every audit line, in each process's order of writing."""
+        lines = []
+        for label in sorted(self.procs):
+            try:
+                with open(self.audit_path(label)) as fh:
+                    text = fh.read()
+            except FileNotFoundError:
+                continue
+            for row in text.splitlines():
+                node, event, part, when, mode, device = row.split()
+                lines.append(AuditLine(label, node, event, int(part),
+                                       float(when), mode, device))
+        return lines
+
+    def recon(self, label):
+        path = self.path(os.path.join('recon-%s' % label, '%s.json'
+                                      % WORKER))
+        try:
+            with open(path) as fh:
+                return json.load(fh)
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def passes(self, label, start=0):
+        """``[(pass number, mode)]`` logged from log offset ``start``."""
+        return [(int(n), mode) for n, mode in
+                PASS_LINE.findall(self.procs[label].log()[start:])]
+
+    def log_offsets(self):
+        return {label: len(proc.log()) for label, proc in self.procs.items()}
+
+    def totals(self, pattern):
+        """Sums of ``pattern``'s numbers over every stats line logged."""
+        sums = None
+        for proc in self.procs.values():
+            for found in pattern.findall(proc.log()):
+                found = (found,) if isinstance(found, str) else found
+                values = [int(v) for v in found]
+                sums = values if sums is None else [
+                    a + b for a, b in zip(sums, values, strict=True)]
+        return sums or []
+
+
+def replicator_members(config, *args):
+    """``[(node, replicator progress)]`` of the group's replicators, as
+    coordsync-status run with ``config`` sees them."""
+    _code, report, _err = nodes.run_status(config, *args, '--format', 'json')
+    if not isinstance(report, dict):
+        return []
+    return sorted(((m['node'], m['progress'].get(WORKER, {}))
+                   for m in report['members'] if WORKER in m['roles']),
+                  key=lambda member: member[0])
+
+
+# -- reading the audit log ------------------------------------------------
+#
+# ``<node> start|end <partition> <unix time> <mode> <device>``, written
+# while the partition lock is held.
+
+AuditLine = collections.namedtuple(
+    'AuditLine', 'label node event part time mode device')
+Job = collections.namedtuple('Job', 'label part mode start end')
+
+
+def jobs_of(lines, open_until=math.inf):
+    """Jobs (start to end) from audit lines; unfinished ones end at
+    ``open_until`` (a killed process's job ended when it died)."""
+    running, jobs = {}, []
+    for line in lines:
+        key = (line.label, line.part)
+        if line.event == 'start':
+            assert key not in running, 'two starts without end: %s' % (
+                line,)
+            running[key] = line
+        else:
+            begun = running.pop(key)
+            jobs.append(Job(line.label, line.part, begun.mode, begun.time,
+                            line.time))
+    jobs.extend(Job(b.label, b.part, b.mode, b.time, open_until)
+                for b in running.values())
+    return jobs
+
+
+def overlapping(jobs):
+    """Pairs of jobs on one partition that ran at the same time.
+
+    Static jobs take no lock (the backend is away), so they are left out.
+    """
+    by_part = collections.defaultdict(list)
+    for job in jobs:
+        if job.mode != 'static':
+            by_part[job.part].append(job)
+    found = []
+    for part_jobs in by_part.values():
+        part_jobs.sort(key=lambda j: j.start)
+        latest = part_jobs[0]
+        for job in part_jobs[1:]:
+            if job.start < latest.end:
+                found.append((latest, job))
+            if job.end > latest.end:
+                latest = job
+    return found
