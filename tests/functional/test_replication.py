@@ -47,15 +47,27 @@ def cluster(zk_local_cluster):
 # -- pass boundaries --------------------------------------------------------
 
 def wait_stable(cluster, *status_args):
-    """Wait until status lists the 3 replicators, each past a pass; return
-    the time from which every pass plans with all three alive."""
-    def ready():
+    """Wait until status lists the 3 replicators, then until each has
+    finished a pass begun after that; return the time from which every
+    pass plans with all three alive.
+
+    NOTE: a pass begun before all three were in the group is not over
+    when they are: with its retries of items locked elsewhere, it may
+    work on a partition it planned as a dead member's well after.
+    """
+    def listed(passed_since=None):
         members = harness.replicator_members(cluster.node_config('n1'),
                                              *status_args)
-        return ([node for node, _progress in members] == list(NODES)
-                and all(p.get('pass', 0) >= 1 for _n, p in members))
-    nodes.wait_for(ready, 60, interval=0.5,
-                   message='3 replicators in the group, each past a pass')
+        if [node for node, _progress in members] != list(NODES):
+            return False
+        return passed_since is None or all(
+            p.get('last_pass', {}).get('started_at', 0) > passed_since
+            for _node, p in members)
+    nodes.wait_for(listed, 60, interval=0.5,
+                   message='3 replicators in the group')
+    all_in = time.time()
+    nodes.wait_for(lambda: listed(all_in), 60, interval=0.5,
+                   message='each replicator past a pass begun with all 3')
     return time.time()
 
 
