@@ -1,0 +1,205 @@
+"""Fencing on a real cluster: a paused lock holder cannot write (I1).
+
+A replicator holding a partition mid-repair is SIGSTOPped past its
+ZooKeeper session, in the middle of sending an object's body to a peer;
+another node's replicator takes the partition and levels it; the first
+one is SIGCONTed and sends the rest of the body. The node server refuses
+it (409, ``X-Coordsync-Fenced``) before it commits: the old holder stops
+the job and counts it fenced, and no file of that partition changes
+after the takeover.
+
+NOTE: why mid-body. A holder paused between two requests usually hears
+from ZooKeeper that its session is gone, as soon as it runs again,
+before it sends anything more (its own check, the first line of
+fencing). A body larger than the sockets between two nodes can buffer
+is still being sent when it resumes, whatever it has heard since, and
+only the node server's fence stands in its way.
+
+One 3-node cluster (``coordsync-local-cluster up`` on the test run's
+ZooKeeper) serves the module; the replicators are the test's own
+processes, each with a per-process config (audit log, recon path).
+"""
+
+import os
+import re
+import signal
+import time
+
+from coordsync.common import timestamp
+from coordsync.obj import layout
+from coordsync.obj import replicator as replicator_mod
+from tests.functional import harness
+from tests.functional import nodes
+
+SESSION_TIMEOUT = harness.SESSION_TIMEOUT
+CONTAINER = 'fencing'
+# Many small objects make a long repair; one big one is the body the
+# pause catches: far more than the sockets between two nodes buffer
+# (a few MiB each way), so most of it is still unsent.
+SMALL_OBJECTS = 200
+SMALL_SIZE = 4096
+BIG_SIZE = 32 * 2 ** 20
+# A body this far along is being sent.
+SENDING = 2 ** 20
+# Bounds, not timing goals: generous for a loaded 2-core machine.
+BOUND = 60.0
+JOINED = re.compile(r'Joined coordination group \S+ as (\S+)')
+
+
+def fill_one_replica(cluster, node):
+    """Write the objects of one partition straight to ``node``'s disk,
+    behind its server's back: the other replicas lack them all.
+
+    Returns ``(partition, {object: expected file name})``.
+    """
+    disk = cluster.disk(node)
+    part = cluster.locate(CONTAINER, 'obj-0')[0]
+    device = cluster.primaries(part)[node]
+    bodies = [os.urandom(BIG_SIZE)] + [os.urandom(SMALL_SIZE)] * \
+        SMALL_OBJECTS
+    expected = {}
+    for i in range(len(bodies) * len(cluster.partitions) * 4):
+        name = 'obj-%d' % i
+        if cluster.locate(CONTAINER, name)[0] != part:
+            continue
+        when = timestamp.Timestamp.now().normal
+        disk.diskfile(device, part, harness.ACCOUNT, CONTAINER, name).write(
+            [bodies[len(expected)]], {'X-Timestamp': when})
+        expected[name] = when + '.data'
+        if len(expected) == len(bodies):
+            return part, expected
+    raise AssertionError('too few names in partition %d' % part)
+
+
+def objects_on(cluster, node, part):
+    """How many objects ``node``'s replica of ``part`` holds."""
+    device = cluster.primaries(part)[node]
+    return sum(name.endswith('.data') for _root, _dirs, files in os.walk(
+        cluster.part_dir(node, device, part)) for name in files)
+
+
+def receiving(cluster, part, sender='n1'):
+    """``{tmp file: size}`` of the bodies the other primaries of
+    ``part`` are receiving."""
+    sizes = {}
+    for node, device in cluster.primaries(part).items():
+        if node == sender:
+            continue
+        tmp = os.path.join(cluster.workdir, node, 'devices', device,
+                           layout.TMPDIR)
+        for name in os.listdir(tmp) if os.path.isdir(tmp) else ():
+            try:
+                sizes[os.path.join(tmp, name)] = os.stat(
+                    os.path.join(tmp, name)).st_size
+            except FileNotFoundError:
+                pass
+    return sizes
+
+
+def pause_mid_body(holder, cluster, part):
+    """SIGSTOP ``holder`` while a peer receives the big body from it;
+    return ``{tmp file: size}`` of the body stuck short of its end."""
+    nodes.wait_for(
+        lambda: any(size >= SENDING
+                    for size in receiving(cluster, part).values()),
+        BOUND, interval=0.01, message='n1 sending the big object')
+    holder.signal(signal.SIGSTOP)
+    # What the sockets held reaches the receiver within a moment.
+    time.sleep(1.0)
+    first = receiving(cluster, part)
+    time.sleep(0.5)
+    stuck = {path: size for path, size in receiving(cluster, part).items()
+             if first.get(path) == size and size < BIG_SIZE}
+    assert stuck, 'the pause did not catch a body mid-way: %s' % first
+    return stuck
+
+
+def audit_events(group, label, part):
+    return [line.event for line in group.audit()
+            if line.label == label and line.part == part]
+
+
+def test_paused_holder_is_fenced_after_a_takeover(zk_local_cluster,
+                                                  replicators):
+    cluster = zk_local_cluster
+    part, expected = fill_one_replica(cluster, 'n1')
+    item = replicator_mod.lock_name(part)
+    assert objects_on(cluster, 'n2', part) == 0
+    assert objects_on(cluster, 'n3', part) == 0
+
+    # n1's replicator: slow (one suffix, one object, one target at a
+    # time) and patient (a request in flight outlives the pause).
+    paused = replicators(cluster, concurrency=1, suffix_concurrency=1,
+                         run_pause=600,
+                         sections={'client': {'node_timeout': 120}})
+    holder = paused.spawn('n1', 'n1', '--partitions', str(part))
+    try:
+        stuck = pause_mid_body(holder, cluster, part)
+        stopped_at = time.time()
+        assert audit_events(paused, 'n1', part) == ['start']
+        assert objects_on(cluster, 'n3', part) < len(expected)
+        member = JOINED.search(holder.log()).group(1)
+
+        # Past its session: n1's replicator leaves the group (and its
+        # lock znode goes with the session).
+        nodes.wait_for(
+            lambda: 'n1' not in dict(harness.replicator_members(
+                cluster.config)),
+            SESSION_TIMEOUT + BOUND, interval=0.5,
+            message="n1's replicator expired")
+
+        taker = replicators(cluster)
+        once = taker.spawn('n2', 'n2', '--once', '--partitions', str(part))
+        code = once.popen.wait(BOUND * 2)
+        assert code == 0, once.log()[-3000:]
+        taken = [line for line in taker.audit() if line.part == part]
+        assert [line.event for line in taken] == ['start', 'end'], taken
+        assert taken[0].time > stopped_at
+        assert sum(taker.totals(harness.PUSHED)) > 0
+        cluster.assert_level(CONTAINER, expected)
+        token = cluster.fence_highest('n2', item)
+        assert token > 0
+        assert [cluster.fence_highest(n, item) for n in ('n1', 'n3')] == [
+            token, token], 'a peer did not learn the new token'
+
+        before = cluster.snapshot(part)
+        # Still stuck: the body waits for the rest, the server for it.
+        assert {p: receiving(cluster, part).get(p) for p in stuck} == stuck
+    finally:
+        holder.signal(signal.SIGCONT)
+    nodes.wait_for(lambda: paused.recon('n1') is not None, BOUND,
+                   interval=0.2, message="n1's pass ended")
+    after = cluster.snapshot(part)
+
+    assert audit_events(paused, 'n1', part) == ['start', 'end']
+    summary = paused.recon('n1')
+    assert summary['fenced'] >= 1, summary
+    fenced, _failed = paused.totals(harness.FENCED)
+    assert fenced >= 1
+    log = holder.log()
+    refused = re.findall(
+        r'%s: .*refused.*fenced: token (\d+) for %s is older than (\d+); '
+        r'stopped' % (re.escape(item), re.escape(item)), log)
+    assert refused, log[-3000:]
+    assert all(int(old) < token == int(new) for old, new in refused), (
+        refused, token)
+
+    changed = {path: (before.get(path), after.get(path))
+               for path in before.keys() | after.keys()
+               if before.get(path) != after.get(path)}
+    assert not changed, changed
+
+    # The node servers say who they refused: n1's replicator, on P only.
+    fenced_lines = re.findall(
+        r'Fenced (\S+) (\S+) from (\S+): token (\d+) for (\S+) is older',
+        ''.join(cluster.node_log(n) for n in cluster.node_names))
+    assert fenced_lines
+    for _method, path, sender, old, fenced_item in fenced_lines:
+        assert (sender, fenced_item) == (member, item), fenced_lines
+        assert int(old) < token
+        assert path.split('/')[3] == str(part), path
+
+    cluster.assert_level(CONTAINER, expected)
+    hashes = [cluster.node_client.replicate(d, part)
+              for d in cluster.ring.get_part_nodes(part)]
+    assert hashes[0] and hashes.count(hashes[0]) == len(hashes)
