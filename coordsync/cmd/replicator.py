@@ -55,7 +55,8 @@ def main(argv=None):
     if conf.once:
         return daemon.run_once(conf, worker, filters(conf),
                                conf.wait_for_peers)
-    return daemon.run_workers(conf, coordinator, [worker])
+    return daemon.run_workers(conf, coordinator, [worker],
+                              filters=filters(conf))
 
 
 if __name__ == '__main__':

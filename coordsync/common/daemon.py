@@ -59,10 +59,11 @@ def run_node(conf, coordinator, services=(), poll=0.1):
     return 0
 
 
-def run_workers(conf, coordinator, workers, services=()):
-    """Serve ``services`` and run every worker's passes until a signal."""
+def run_workers(conf, coordinator, workers, services=(), filters=None):
+    """Serve ``services`` and run every worker's passes until a signal
+    (``filters``, e.g. devices and partitions, go to each pass)."""
     return run_node(conf, coordinator, list(services) + [
-        worker_mod.WorkerService(w) for w in workers])
+        worker_mod.WorkerService(w, filters) for w in workers])
 
 
 def run_once(conf, worker, filters, wait_for_peers=False):

@@ -726,12 +726,14 @@ class WorkerService:
     releases them and leaves the group.
     """
 
-    def __init__(self, worker):
+    def __init__(self, worker, filters=None):
         self.worker = worker
+        self.filters = filters or {}
         self._thread = None
 
     def start(self):
-        self._thread = concurrency.spawn(self.worker.run_forever)
+        self._thread = concurrency.spawn(self.worker.run_forever,
+                                         **self.filters)
 
     def stop(self):
         worker = self.worker

@@ -385,3 +385,19 @@ def test_stop_cancels_stuck_items_and_keeps_their_locks(conf):
     assert toy.in_flight == 0
     # Released by the coordinator's own stop, after the grace period.
     assert coordinator.held == {'coordsync/toy/0'}
+
+
+def test_worker_service_passes_filters_to_every_pass(conf):
+    seen = []
+
+    class Filtered(Toy):
+        def collect_jobs(self, **filters):
+            seen.append(filters)
+            self.stop()
+            return []
+    toy = Filtered(conf, FakeCoordinator(), [])
+    service = worker.WorkerService(toy, {'partitions': {5}})
+    service.start()
+    concurrency.sleep(0.3)
+    service.stop()
+    assert seen == [{'partitions': {5}}]
