@@ -21,8 +21,14 @@ import json
 import math
 import os
 import re
+import threading
+import time
+import urllib.parse
 import uuid
 
+from kazoo import client as kazoo_client
+from kazoo import exceptions as kazoo_exceptions
+from kazoo.handlers import threading as kazoo_threading
 from oslo_config import cfg
 
 from coordsync import conf as coordsync_conf
@@ -129,12 +135,13 @@ def run_local_cluster(workdir, *args, check=True):
 
 @contextlib.contextmanager
 def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
-                  session_timeout=None):
+                  session_timeout=None, settings=None):
     """``coordsync-local-cluster up`` in ``workdir``; ``down`` after.
 
     The servers run no replicator: tests start the replicators they
     observe, and some check the disks byte for byte, which a background
-    pass would rehash and move.
+    pass would rehash and move. ``settings`` (``{'group.option':
+    value}``) go to every node's config (``up --set``).
     """
     up = ['up', '--nodes', str(nodes_count), '--part-power',
           str(part_power), '--base-port',
@@ -144,6 +151,8 @@ def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
         up += ['--backend', backend]
     if session_timeout:
         up += ['--session-timeout', str(session_timeout)]
+    for option, value in sorted((settings or {}).items()):
+        up += ['--set', '%s=%s' % (option, value)]
     try:
         run_local_cluster(workdir, *up)
         yield LocalCluster(workdir)
@@ -548,4 +557,254 @@ def overlapping(jobs):
                 found.append((latest, job))
             if job.end > latest.end:
                 latest = job
+    return found
+
+
+# -- who held which lock, and who wrote what --------------------------------
+#
+# Evidence independent of the product's own logs of its locks: a poller
+# reads the lock znodes straight from ZooKeeper; the node servers'
+# access logs say which member sent each write, when it arrived and how
+# long it took.
+
+LOCK_ROOT = '/coordsync/locks'
+# Arrival times are logged in milliseconds, durations to 0.1 ms.
+LOG_RESOLUTION = 0.001
+
+Holding = collections.namedtuple(
+    'Holding', 'name member czxid first last gone restored')
+Holding.__doc__ = """One lock znode as the poller saw it: ``first`` and
+``last`` the times of the first and last polls that listed it (it
+certainly existed in between), ``gone`` that of the first poll that no
+longer did (it was deleted before; ``None`` when the poller lost
+ZooKeeper, or stopped, before it saw it go); ``restored``: created
+before the poller last lost ZooKeeper (a znode of a session that
+outlived an outage, or a restart of ZooKeeper)."""
+
+
+class LockHistory:
+    """A thread with a kazoo client of its own that lists the lock
+    znodes of ``group`` every ``interval`` seconds and records every
+    holding (:class:`Holding`, one per znode: name and creation zxid).
+
+    While the poller cannot reach ZooKeeper it records nothing: the
+    holdings open then are closed at their last sighting with ``gone``
+    unknown, and a znode seen again afterwards starts a new holding.
+    """
+
+    def __init__(self, hosts, group, interval=0.01):
+        self.root = '%s/%s' % (LOCK_ROOT, group)
+        self.interval = interval
+        self.client = kazoo_client.KazooClient(
+            hosts=hosts, timeout=10.0,
+            connection_retry={'max_tries': -1, 'max_delay': 0.5})
+        self.holdings = []
+        self.open = {}
+        self.polls = 0
+        self.failed_polls = 0
+        self.max_gap = 0.0
+        self._cversion = None
+        self._pzxid = None
+        self._outage_pzxid = None
+        # (time, last child zxid seen) of each loss of ZooKeeper.
+        self.outages = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    @classmethod
+    def of_url(cls, url, group, interval=0.01):
+        """From a ``zookeeper://h1:p1?hosts=h2:p2`` backend URL."""
+        parsed = urllib.parse.urlsplit(url)
+        hosts = [parsed.netloc] + urllib.parse.parse_qs(
+            parsed.query).get('hosts', [])
+        return cls(','.join(hosts), group, interval)
+
+    def start(self):
+        self.client.start(timeout=30)
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='lock-history')
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        self._close_all(None)
+        with contextlib.suppress(Exception):
+            self.client.stop()
+            self.client.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _close_all(self, gone):
+        for key, (member, first, last, restored) in sorted(
+                self.open.items()):
+            self.holdings.append(Holding(key[0], member, key[1], first,
+                                         last, gone, restored))
+        self.open = {}
+        if self._cversion is not None:
+            self.outages.append((time.time(), self._pzxid))
+            self._outage_pzxid = self._pzxid
+        self._cversion = None
+
+    def _run(self):
+        previous = None
+        while not self._stop.is_set():
+            started = time.time()
+            if previous is not None:
+                self.max_gap = max(self.max_gap, started - previous)
+            try:
+                self._poll(started)
+                self.polls += 1
+                previous = started
+            except (kazoo_exceptions.KazooException, OSError,
+                    kazoo_threading.KazooTimeoutError):
+                self.failed_polls += 1
+                self._close_all(None)
+                previous = None
+                self._reconnect()
+            self._stop.wait(max(0.0, self.interval - (time.time()
+                                                      - started)))
+
+    def _reconnect(self):
+        """Start the client again once it gave up (kazoo stops trying
+        after its connection retry policy; ZooKeeper may be down for
+        long)."""
+        stopped = self.client._connection.connection_stopped.is_set()
+        if not stopped and self.client.state != kazoo_client.KazooState.LOST:
+            return
+        with contextlib.suppress(Exception):
+            self.client.stop()
+            self.client.start(timeout=0.5)
+
+    def _poll(self, now):
+        if self.client.state != kazoo_client.KazooState.CONNECTED:
+            raise OSError('lock poller not connected')
+        try:
+            children, stat = self.client.get_children_async(
+                self.root, include_data=True).get(timeout=1.0)
+        except kazoo_exceptions.NoNodeError:
+            children, stat = [], None
+        cversion = stat and stat.cversion
+        if cversion is not None and cversion == self._cversion:
+            # Nothing created or deleted since the last poll.
+            for key, (member, first, _last, restored) in list(
+                    self.open.items()):
+                self.open[key] = (member, first, now, restored)
+            return
+        asyncs = {child: self.client.get_async('%s/%s' % (self.root, child))
+                  for child in children}
+        seen = {}
+        for child, result in asyncs.items():
+            try:
+                data, znode = result.get(timeout=1.0)
+            except kazoo_exceptions.NoNodeError:
+                continue
+            try:
+                member = json.loads(data.decode('utf-8'))['member']
+            except (ValueError, KeyError, TypeError, AttributeError):
+                member = None
+            seen[(urllib.parse.unquote(child), znode.czxid)] = member
+        for key in list(self.open):
+            if key not in seen:
+                member, first, last, restored = self.open.pop(key)
+                self.holdings.append(Holding(key[0], member, key[1], first,
+                                             last, now, restored))
+        for key, member in seen.items():
+            restored = self._outage_pzxid is not None and \
+                key[1] <= self._outage_pzxid
+            _m, first, _l, restored = self.open.get(
+                key, (member, now, now, restored))
+            self.open[key] = (member, first, now, restored)
+        self._cversion = cversion
+        self._pzxid = stat and stat.pzxid
+
+    def of(self, name, member=None):
+        """Holdings of lock ``name`` (by ``member``), oldest first."""
+        return sorted((h for h in self.holdings + [
+            Holding(k[0], m, k[1], f, la, None, r)
+            for k, (m, f, la, r) in self.open.items()]
+            if h.name == name and member in (None, h.member)),
+            key=lambda h: h.first)
+
+    def all(self):
+        return sorted({h.name for h in self.holdings} |
+                      {k[0] for k in self.open})
+
+
+ACCESS_LINE = re.compile(
+    r'(\d+\.\d+) (\S+) "([^"]*)" (\d{3}) (\d+) ([\d.]+) (\S+) (\S+) (\S+) '
+    r'(\S+)\s*$')
+Access = collections.namedtuple(
+    'Access', 'node start end method path status member item token client')
+
+
+def access_lines(cluster):
+    """Every access log line of every node server of ``cluster``."""
+    found = []
+    for node in cluster.node_names:
+        for line in cluster.node_log(node).splitlines():
+            match = ACCESS_LINE.search(line)
+            if not match:
+                continue
+            (arrived, method, path, status, _size, duration, member, item,
+             token, client) = match.groups()
+            start = float(arrived)
+            found.append(Access(
+                node, start, start + float(duration) / 1000.0, method,
+                urllib.parse.unquote(path), int(status),
+                None if member == '-' else urllib.parse.unquote(member),
+                None if item == '-' else urllib.parse.unquote(item),
+                None if token == '-' else int(token), client))
+    return found
+
+
+def object_writes(cluster, member=None, part=None, accepted=True):
+    """Writes (PUT, POST, DELETE) on ``/objects/<dev>/<part>/...`` sent
+    by a member (``member``: by that one), as ``(partition, Access)``;
+    ``accepted``: only those answered 2xx (a refused one wrote
+    nothing)."""
+    writes = []
+    for line in access_lines(cluster):
+        if line.method not in ('PUT', 'POST', 'DELETE') or \
+                line.member is None:
+            continue
+        parts = line.path.split('?')[0].split('/')
+        if len(parts) < 5 or parts[1] != 'objects':
+            continue
+        try:
+            line_part = int(parts[3])
+        except ValueError:
+            continue
+        if member not in (None, line.member) or part not in (None,
+                                                              line_part):
+            continue
+        if accepted and not 200 <= line.status < 300:
+            continue
+        writes.append((line_part, line))
+    return writes
+
+
+def lock_of(part):
+    return 'coordsync/replicate/0/%d' % part
+
+
+def writes_under_others_locks(writes, history):
+    """``[(partition, write, holding)]``: writes into a partition that
+    certainly overlap a holding of its lock by another member (the write
+    from its arrival to its end, the holding from its first to its last
+    sighting, both shrunk by the access log's resolution)."""
+    found = []
+    for part, write in writes:
+        for holding in history.of(lock_of(part)):
+            if holding.member == write.member:
+                continue
+            if write.start + LOG_RESOLUTION < holding.last and \
+                    write.end - LOG_RESOLUTION > holding.first:
+                found.append((part, write, holding))
     return found
