@@ -15,9 +15,11 @@ The evidence is independent of the replicators' own logs:
 * who wrote what when: the node servers' access logs (sender member,
   arrival, duration of every PUT/DELETE on ``/objects/<dev>/<part>/``).
 
-One 3-node cluster serves the module, its own so that its node servers
-can have a short ``[server] fence_lease`` (static passes are refused a
-partition for that long after its last coordinated request).
+The clusters are 3 nodes of this module's own, so that their node
+servers can have a short ``[server] fence_lease`` (static passes are
+refused a partition for that long after its last coordinated request):
+one for the module, one per test whose replicators use another
+ZooKeeper (see :func:`own_cluster`).
 """
 
 import os
@@ -45,13 +47,32 @@ PASS_LINE = re.compile(
     r'Replication pass (\d+) \((coordinated|static|waiting)\)')
 
 
+def make_cluster(workdir, backend):
+    return harness.local_cluster(
+        workdir, part_power=5, backend=backend,
+        session_timeout=SESSION_TIMEOUT,
+        settings={'server.fence_lease': FENCE_LEASE})
+
+
 @pytest.fixture(scope='module')
 def cluster(zk_server, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp('exclusion') / 'cluster'
-    with harness.local_cluster(
-            workdir, part_power=5, backend=zk_server.url,
-            session_timeout=SESSION_TIMEOUT,
-            settings={'server.fence_lease': FENCE_LEASE}) as made:
+    """The module's cluster, for replicators on the test run's
+    ZooKeeper."""
+    with make_cluster(tmp_path_factory.mktemp('exclusion') / 'cluster',
+                      zk_server.url) as made:
+        yield made
+
+
+@pytest.fixture
+def own_cluster(zk_server, tmp_path):
+    """A cluster of the test's own, for replicators on another ZooKeeper.
+
+    NOTE: fencing tokens are lock znodes' zxids, which only grow within
+    one ZooKeeper: tokens from another one (an ensemble past an election
+    has a higher epoch) would leave the node servers fencing out every
+    later holder on the test run's ZooKeeper.
+    """
+    with make_cluster(tmp_path / 'cluster', zk_server.url) as made:
         yield made
 
 
@@ -240,12 +261,13 @@ def test_sigterm_mid_repair_writes_nothing_after_release(cluster,
     assert 'Traceback' not in log, log[-3000:]
 
 
-def test_ensemble_leader_killed_during_passes(cluster, replicators,
+def test_ensemble_leader_killed_during_passes(own_cluster, replicators,
                                               tmp_path):
     """Kill the ZooKeeper ensemble's leader while 3 replicators repair:
     no write into a partition while another member holds its lock; every
     replicator runs a coordinated pass again within a bound, none a
     static one."""
+    cluster = own_cluster
     ensemble = zookeeper.ZooKeeperEnsemble(str(tmp_path / 'ensemble'))
     group = None
     try:
@@ -285,10 +307,12 @@ def test_ensemble_leader_killed_during_passes(cluster, replicators,
         ensemble.stop()
 
 
-def test_zookeeper_down_past_static_after(cluster, own_zk, replicators):
+def test_zookeeper_down_past_static_after(own_cluster, own_zk,
+                                          replicators):
     """ZooKeeper down longer than ``static_after``: static passes repair
     lost files; back up: coordinated again; no write overlaps a lock held
     by another member around both transitions."""
+    cluster = own_cluster
     container = 'zk-down'
     expected = put_objects(cluster, container, 24)
     group = replicators(cluster,
