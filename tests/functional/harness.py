@@ -37,6 +37,7 @@ from coordsync.common import direct_client
 from coordsync.common import fencing
 from coordsync.common import hashing
 from coordsync.common import ring as ring_mod
+from coordsync.common import timestamp
 from coordsync.obj import client as object_client
 from coordsync.obj import diskfile
 from coordsync.obj import hashes
@@ -279,6 +280,35 @@ class LocalCluster:
     def part_dir(self, node, device, part):
         return os.path.join(self.workdir, node, 'devices', device,
                             'objects', str(part))
+
+    def fill_one_replica(self, node, container, bodies):
+        """Write objects of one partition, one per body, straight to
+        ``node``'s disk behind its server's back: the other replicas lack
+        them all (a long repair to come).
+
+        Returns ``(partition, {object: expected file name})``.
+        """
+        disk = self.disk(node)
+        part = self.locate(container, 'obj-0')[0]
+        device = self.primaries(part)[node]
+        expected = {}
+        for i in range(len(bodies) * len(self.partitions) * 4):
+            name = 'obj-%d' % i
+            if self.locate(container, name)[0] != part:
+                continue
+            when = timestamp.Timestamp.now().normal
+            disk.diskfile(device, part, ACCOUNT, container, name).write(
+                [bodies[len(expected)]], {'X-Timestamp': when})
+            expected[name] = when + '.data'
+            if len(expected) == len(bodies):
+                return part, expected
+        raise AssertionError('too few names in partition %d' % part)
+
+    def objects_on(self, node, part):
+        """How many objects ``node``'s replica of ``part`` holds."""
+        device = self.primaries(part)[node]
+        return sum(name.endswith('.data') for _root, _dirs, files in os.walk(
+            self.part_dir(node, device, part)) for name in files)
 
     def hash_dir(self, node, device, part, obj_hash):
         return os.path.join(self.part_dir(node, device, part),

@@ -31,7 +31,6 @@ import time
 
 import pytest
 
-from coordsync.common import timestamp
 from tests.functional import harness
 from tests.functional import nodes
 from tests.functional import zookeeper
@@ -103,36 +102,6 @@ def wait_pass(group, label, mode, offset=0, timeout=BOUND):
     nodes.wait_for(lambda: mode in passes_since(group.procs[label], offset),
                    timeout, interval=0.2,
                    message='%s logs a %s pass' % (label, mode))
-
-
-def fill_one_replica(cluster, node, container, count, size=4096):
-    """Write ``count`` objects of one partition straight to ``node``'s
-    disk: the other replicas lack them all (a long repair).
-
-    Returns ``(partition, {object: expected file name})``.
-    """
-    disk = cluster.disk(node)
-    part = cluster.locate(container, 'obj-0')[0]
-    device = cluster.primaries(part)[node]
-    body = os.urandom(size)
-    expected = {}
-    for i in range(count * len(cluster.partitions) * 4):
-        name = 'obj-%d' % i
-        if cluster.locate(container, name)[0] != part:
-            continue
-        when = timestamp.Timestamp.now().normal
-        disk.diskfile(device, part, harness.ACCOUNT, container, name).write(
-            [body], {'X-Timestamp': when})
-        expected[name] = when + '.data'
-        if len(expected) == count:
-            return part, expected
-    raise AssertionError('too few names in partition %d' % part)
-
-
-def objects_on(cluster, node, part):
-    device = cluster.primaries(part)[node]
-    return sum(name.endswith('.data') for _root, _dirs, files in os.walk(
-        cluster.part_dir(node, device, part)) for name in files)
 
 
 class Churn:
@@ -226,7 +195,8 @@ def test_sigterm_mid_repair_writes_nothing_after_release(cluster,
     """SIGTERM a replicator mid-repair: it exits 0, and no write of its
     into the partition starts or is in flight after its lock znode is
     gone."""
-    part, expected = fill_one_replica(cluster, 'n1', 'sigterm', 300)
+    part, expected = cluster.fill_one_replica(
+        'n1', 'sigterm', [os.urandom(4096)] * 300)
     lock = harness.lock_of(part)
     group = replicators(cluster, concurrency=1, suffix_concurrency=1,
                         run_pause=600)
@@ -236,10 +206,10 @@ def test_sigterm_mid_repair_writes_nothing_after_release(cluster,
         member = wait_member(holder)
         nodes.wait_for(
             lambda: history.of(lock, member) and max(
-                objects_on(cluster, n, part) for n in ('n2', 'n3')) >= 20,
+                cluster.objects_on(n, part) for n in ('n2', 'n3')) >= 20,
             BOUND, interval=0.01, message='n1 repairing partition %d' % part)
         holder.signal(signal.SIGTERM)
-        assert min(objects_on(cluster, n, part)
+        assert min(cluster.objects_on(n, part)
                    for n in ('n2', 'n3')) < len(expected), (
             'the repair was over before SIGTERM')
         code = holder.popen.wait(BOUND)
@@ -371,7 +341,8 @@ def test_paused_holder_resumes_coordinated(cluster, replicators):
     partition, SIGCONT: its next pass is coordinated, not static, and no
     write of its into the partition is accepted after the takeover
     (except under a lock of its own taken later)."""
-    part, expected = fill_one_replica(cluster, 'n1', 'paused', 300)
+    part, expected = cluster.fill_one_replica(
+        'n1', 'paused', [os.urandom(4096)] * 300)
     lock = harness.lock_of(part)
     paused = replicators(cluster, concurrency=1, suffix_concurrency=1,
                          run_pause=1.0)
@@ -381,11 +352,11 @@ def test_paused_holder_resumes_coordinated(cluster, replicators):
         member = wait_member(holder)
         nodes.wait_for(
             lambda: history.of(lock, member) and max(
-                objects_on(cluster, n, part) for n in ('n2', 'n3')) >= 20,
+                cluster.objects_on(n, part) for n in ('n2', 'n3')) >= 20,
             BOUND, interval=0.01, message='n1 repairing partition %d' % part)
         holder.signal(signal.SIGSTOP)
         try:
-            assert min(objects_on(cluster, n, part)
+            assert min(cluster.objects_on(n, part)
                        for n in ('n2', 'n3')) < len(expected)
             nodes.wait_for(lambda: all(h.gone for h in history.of(lock)),
                            SESSION_TIMEOUT + BOUND, interval=0.1,

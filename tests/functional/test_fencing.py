@@ -25,7 +25,6 @@ import re
 import signal
 import time
 
-from coordsync.common import timestamp
 from coordsync.obj import layout
 from coordsync.obj import replicator as replicator_mod
 from tests.functional import harness
@@ -44,38 +43,6 @@ SENDING = 2 ** 20
 # Bounds, not timing goals: generous for a loaded 2-core machine.
 BOUND = 60.0
 JOINED = re.compile(r'Joined coordination group \S+ as (\S+)')
-
-
-def fill_one_replica(cluster, node):
-    """Write the objects of one partition straight to ``node``'s disk,
-    behind its server's back: the other replicas lack them all.
-
-    Returns ``(partition, {object: expected file name})``.
-    """
-    disk = cluster.disk(node)
-    part = cluster.locate(CONTAINER, 'obj-0')[0]
-    device = cluster.primaries(part)[node]
-    bodies = [os.urandom(BIG_SIZE)] + [os.urandom(SMALL_SIZE)] * \
-        SMALL_OBJECTS
-    expected = {}
-    for i in range(len(bodies) * len(cluster.partitions) * 4):
-        name = 'obj-%d' % i
-        if cluster.locate(CONTAINER, name)[0] != part:
-            continue
-        when = timestamp.Timestamp.now().normal
-        disk.diskfile(device, part, harness.ACCOUNT, CONTAINER, name).write(
-            [bodies[len(expected)]], {'X-Timestamp': when})
-        expected[name] = when + '.data'
-        if len(expected) == len(bodies):
-            return part, expected
-    raise AssertionError('too few names in partition %d' % part)
-
-
-def objects_on(cluster, node, part):
-    """How many objects ``node``'s replica of ``part`` holds."""
-    device = cluster.primaries(part)[node]
-    return sum(name.endswith('.data') for _root, _dirs, files in os.walk(
-        cluster.part_dir(node, device, part)) for name in files)
 
 
 def receiving(cluster, part, sender='n1'):
@@ -122,10 +89,12 @@ def audit_events(group, label, part):
 def test_paused_holder_is_fenced_after_a_takeover(zk_local_cluster,
                                                   replicators):
     cluster = zk_local_cluster
-    part, expected = fill_one_replica(cluster, 'n1')
+    part, expected = cluster.fill_one_replica(
+        'n1', CONTAINER, [os.urandom(BIG_SIZE)]
+        + [os.urandom(SMALL_SIZE)] * SMALL_OBJECTS)
     item = replicator_mod.lock_name(part)
-    assert objects_on(cluster, 'n2', part) == 0
-    assert objects_on(cluster, 'n3', part) == 0
+    assert cluster.objects_on('n2', part) == 0
+    assert cluster.objects_on('n3', part) == 0
 
     # n1's replicator: slow (one suffix, one object, one target at a
     # time) and patient (a request in flight outlives the pause).
@@ -137,7 +106,7 @@ def test_paused_holder_is_fenced_after_a_takeover(zk_local_cluster,
         stuck = pause_mid_body(holder, cluster, part)
         stopped_at = time.time()
         assert audit_events(paused, 'n1', part) == ['start']
-        assert objects_on(cluster, 'n3', part) < len(expected)
+        assert cluster.objects_on('n3', part) < len(expected)
         member = JOINED.search(holder.log()).group(1)
 
         # Past its session: n1's replicator leaves the group (and its
