@@ -146,6 +146,14 @@ def from_headers(header):
     return Fence(item, int(token))
 
 
+def fence_lease(conf):
+    """``[server] fence_lease``, three coordination session timeouts
+    unless set."""
+    value = conf.server.fence_lease
+    return 3.0 * conf.coordination.session_timeout if value is None \
+        else value
+
+
 def replicate_item(policy, partition):
     """The lock name (item) of a partition of a storage policy."""
     return 'coordsync/replicate/%s/%d' % (policy, partition)
@@ -238,6 +246,23 @@ class TokenStore:
         admitted, to within :attr:`touch_after`; None if never."""
         return concurrency.run_in_thread(self._guarded, self._read_row,
                                          item)[1]
+
+    def items(self, prefix=''):
+        """``[(item, highest token, admitted at)]`` of the items whose
+        name starts with ``prefix``, by name."""
+        return concurrency.run_in_thread(self._guarded, self._items,
+                                         prefix)
+
+    def reset(self, prefix=''):
+        """Forget the highest tokens of the items whose name starts with
+        ``prefix`` (every item by default); returns how many.
+
+        For an operator moving the cluster to another coordination
+        backend, whose tokens start again from low numbers: with every
+        worker of the cluster stopped, each node's store is reset.
+        """
+        return concurrency.run_in_thread(self._guarded, self._reset,
+                                         prefix)
 
     def close(self):
         """Close the connections kept for reuse."""
@@ -349,6 +374,27 @@ class TokenStore:
                 db.execute('ROLLBACK')
             raise
         return token >= highest, highest
+
+    @staticmethod
+    def _items(db, prefix):
+        return db.execute(
+            'SELECT item, token, updated FROM tokens WHERE substr(item, 1, '
+            '?) = ? AND item != ? ORDER BY item',
+            (len(prefix), prefix, ITEM_CHECK)).fetchall()
+
+    @staticmethod
+    def _reset(db, prefix):
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            count = db.execute(
+                'DELETE FROM tokens WHERE substr(item, 1, ?) = ?',
+                (len(prefix), prefix)).rowcount
+            db.execute('COMMIT')
+        except BaseException:
+            if db.in_transaction:
+                db.execute('ROLLBACK')
+            raise
+        return count
 
     def _quarantine(self, err):
         """Move the damaged file aside, unless another process did."""
