@@ -36,6 +36,9 @@ def main(argv=None):
         return service.EXIT_CONFIG_ERROR
     if not workers:
         coordinator.devices = app.manager.devices()
+    # NOTE: token-less replication writes are refused into a partition
+    # whose lock another member holds, as far as this node can tell.
+    app.lock_holder = coordinator.lock_holder
     try:
         return daemon.run_workers(conf, coordinator, workers, services)
     except OSError as err:

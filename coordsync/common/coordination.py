@@ -181,6 +181,21 @@ def static_after(conf):
         else value
 
 
+def settle_after_static(conf):
+    """How long a member back from an outage past ``static_after`` waits
+    before it takes locks.
+
+    Other nodes may still be in a static pass, writing without locks:
+    they reconnect within one reconnect delay (at most
+    ``max_reconnect_backoff``) plus an attempt (``session_timeout`` at
+    most), and end their static work at its next write. A lock taken
+    before that would not keep those writes out of its item.
+    """
+    coordination = conf.coordination
+    return (coordination.max_reconnect_backoff + coordination.heartbeat
+            + min(coordination.session_timeout, 5.0))
+
+
 def _reason(err):
     """A non-empty text for an error (some kazoo errors have none)."""
     text = str(err).strip()
@@ -311,6 +326,11 @@ class ToozLocks:
         """Always ``[]``: tooz cannot list the locks held on a backend."""
         return []
 
+    def holder_of(self, name):
+        """tooz cannot tell who holds a lock without trying to take it."""
+        raise exceptions.CoordinationUnavailable(
+            'this backend cannot tell who holds a lock')
+
 
 class Coordinator:
     """This process's membership in the group, and its locks.
@@ -343,6 +363,7 @@ class Coordinator:
         self._joined = False
         self._outage_since = None
         self._unreachable_since = None
+        self._settle_until = 0.0
         self._outages = 0
         self._stopping = False
         self._loop_thread = None
@@ -379,6 +400,13 @@ class Coordinator:
         if self._unreachable_since is None or self.healthy:
             return 0.0
         return time.monotonic() - self._unreachable_since
+
+    def settling(self):
+        """Seconds left before this member takes locks again after an
+        outage past ``static_after`` (0 if none): see
+        :func:`settle_after_static`."""
+        left = self._settle_until - time.monotonic()
+        return left if left > 0 else 0.0
 
     @property
     def static_allowed(self):
@@ -470,6 +498,15 @@ class Coordinator:
                 self._unreachable_since = time.monotonic()
             self._begin_outage(_reason(failure))
             return self._backoff.next()
+        if (self._unreachable_since is not None
+                and time.monotonic() - self._unreachable_since
+                >= static_after(self.conf)):
+            # NOTE: out of reach long enough for a static pass, here and
+            # maybe on other nodes, which reconnect within their
+            # backoff: until then a lock taken here does not keep their
+            # unlocked writes out.
+            self._settle_until = time.monotonic() + settle_after_static(
+                self.conf)
         self._unreachable_since = None
         self._end_outage()
         self._backoff.reset()
@@ -709,6 +746,16 @@ class Coordinator:
         """
         self._require_healthy()
         return self._locks.list_locks()
+
+    def lock_holder(self, name):
+        """The member id holding lock ``name`` (``'?'`` if unreadable),
+        None if it is free.
+
+        Raises CoordinationUnavailable when this process is not joined
+        or the backend cannot tell (only ZooKeeper can).
+        """
+        self._require_healthy()
+        return self._locks.holder_of(name)
 
     def held_locks(self):
         return sorted(self._held)

@@ -111,6 +111,13 @@ class Grant:
         if self._stopping is not None and self._stopping():
             raise Stopping('worker stopping')
         if self.static:
+            # NOTE: a static grant lasts while the backend is out of
+            # reach: once it answers again, others may take the item's
+            # lock, and this unlocked work must end at its next write.
+            if self._coordinator is not None and \
+                    self._coordinator.healthy:
+                raise LockLost('coordination is back; static work on %s '
+                               'ends' % self.item)
             return
         if not self._coordinator.is_still_owner(self.item):
             raise LockLost('lock %s lost' % self.item)
@@ -128,8 +135,15 @@ class Grant:
         ok, highest = concurrency.run_in_thread(self._store.admit,
                                                 self.item, self.token)
         if not ok:
+            # NOTE: a token is refused here right after its grant only if
+            # a newer holder took the lock since, or if the token came
+            # from another backend (tokens only grow within one): say
+            # what the operator can do about the second.
             raise LockLost('token %d for %s is older than %d, accepted '
-                           'here from a newer holder' % (
+                           'here from a newer holder (or from another '
+                           'coordination backend: after moving the '
+                           'cluster to a new one, run "coordsync-fences '
+                           'reset" on every node)' % (
                                self.token, self.item, highest))
 
 
@@ -341,6 +355,14 @@ class Worker:
         merely lost its session waits to rejoin and does nothing
         unlocked meanwhile (mode WAITING, no items).
         """
+        settling = self.coordinator.settling()
+        if self.coordinator.healthy and settling:
+            self.log.warning(
+                '%s: coordination back after an outage longer than '
+                'static_after; no locks for %.0fs more, while nodes still '
+                'in a static pass reconnect and end it', self.name,
+                settling)
+            return [], WAITING
         if self.coordinator.healthy:
             try:
                 live = self.live_nodes()
@@ -385,7 +407,8 @@ class Worker:
         """``{key: Grant or None}``; None for the whole window when the
         backend stopped answering."""
         if mode == STATIC:
-            return {key: Grant(key, stopping=self._is_stopping)
+            return {key: Grant(key, coordinator=self.coordinator,
+                               stopping=self._is_stopping)
                     for key in keys}
         try:
             tokens = self.coordinator.try_lock_many(keys)
@@ -483,6 +506,9 @@ class Worker:
         window = self.wconf.lock_window
         for start in range(0, len(batches), window):
             reason = 'stopping' if self._stopping else self.abort_reason()
+            if (not reason and self.stats.mode == STATIC
+                    and self.coordinator.healthy):
+                reason = 'coordination is back'
             if reason:
                 self.stats.aborted = reason
                 self.log.warning('%s pass %d stopped: %s', self.name,

@@ -22,7 +22,8 @@ goes through, in order:
    409 with ``X-Coordsync-Fenced: true`` if a newer token was accepted;
    a replication write without a token (``?replication=true``) into a
    partition whose lock holder sent a tokened request here less than
-   ``[server] fence_lease`` seconds ago -> the same 409;
+   ``[server] fence_lease`` seconds ago, or whose lock another member
+   holds as this node's coordinator reads it -> the same 409;
 5. the handler.
 
 Every error is a status and a one-line text body; an unexpected
@@ -65,6 +66,7 @@ import urllib.parse
 from oslo_log import log as logging
 
 from coordsync import concurrency
+from coordsync import exceptions
 from coordsync.common import fencing
 from coordsync.common import signing
 
@@ -237,6 +239,11 @@ class NodeApp:
             conf.server.fence_db, logger=self.log)
         # The clock leases are measured with (tests set another).
         self.clock = time.time
+        # ``lock_holder(item)``: who holds a lock now, None if nobody;
+        # raises CoordsyncError when it cannot tell. Set by the process
+        # to its coordinator's; None: the lease alone holds static
+        # writes back.
+        self.lock_holder = None
         self.router = Router()
         self.add_routes([Route(('GET', 'HEAD'), HEALTHCHECK,
                                self.healthcheck, signed=False)])
@@ -381,37 +388,61 @@ class NodeApp:
         """
         if (req.method not in WRITE_METHODS or route.policy is None
                 or 'partition' not in args
-                or not self.conf.server.fence_lease
                 or not fencing.is_replication(req.env.get('QUERY_STRING'))):
             return None
         return fencing.replicate_item(route.policy, args['partition'])
 
     def enforce_lease(self, req, item):
-        """409 (fenced) if this node admitted a tokened request for
-        ``item`` less than ``[server] fence_lease`` seconds ago: its
-        lock holder is working on it, and a write made without the lock
-        (static rule) must not land in the middle of that."""
-        lease = self.conf.server.fence_lease
+        """409 (fenced) if a coordinated holder works on ``item``, for a
+        write made without the lock (static rule) into it.
+
+        Two signs, either enough: (1) this node admitted a tokened
+        request for ``item`` less than ``[server] fence_lease`` seconds
+        ago; (2) the lock is held now by another member, as this node's
+        coordinator reads it from the backend (:attr:`lock_holder`). The
+        second covers a holder that has not talked to this node yet — a
+        node that took the lock after ZooKeeper came back, while the
+        sender has not reconnected and still runs a static pass. When
+        the backend cannot tell (this node is cut off from it too, or
+        it cannot list locks), the lease alone decides.
+        """
+        lease = fencing.fence_lease(self.conf)
         try:
-            admitted_at = self.token_store.admitted_at(item)
+            admitted_at = self.token_store.admitted_at(item) if lease \
+                else None
         except fencing.TokenStoreError as err:
             self._store_unavailable(req, err)
-        if admitted_at is None:
-            return
-        ago = self.clock() - admitted_at
-        # NOTE: abs: after the clock stepped back, a time "in the
-        # future" holds for at most a lease (or until the holder's next
-        # request sets it again), not for as long as the step.
-        if abs(ago) >= lease:
-            return
-        self.log.warning('Fenced token-less %s %s from %s: %s had a '
-                         'tokened request %.1fs ago', req.method,
-                         req.path[:256], req.member or 'an unnamed member',
-                         item, ago)
-        raise HTTPError(409, 'fenced: %s had a tokened request %.1fs ago; '
-                        'replication writes without a token wait %gs'
-                        % (item, ago, lease),
-                        {fencing.FENCED_HEADER: 'true'})
+        if admitted_at is not None:
+            ago = self.clock() - admitted_at
+            # NOTE: abs: after the clock stepped back, a time "in the
+            # future" holds for at most a lease (or until the holder's
+            # next request sets it again), not for as long as the step.
+            if abs(ago) < lease:
+                self.log.warning('Fenced token-less %s %s from %s: %s had '
+                                 'a tokened request %.1fs ago', req.method,
+                                 req.path[:256],
+                                 req.member or 'an unnamed member', item,
+                                 ago)
+                raise HTTPError(
+                    409, 'fenced: %s had a tokened request %.1fs ago; '
+                    'replication writes without a token wait %gs'
+                    % (item, ago, lease), {fencing.FENCED_HEADER: 'true'})
+        holder = self._holder_of(item)
+        if holder is not None and holder != req.member:
+            self.log.warning('Fenced token-less %s %s from %s: %s is held '
+                             'by %s', req.method, req.path[:256],
+                             req.member or 'an unnamed member', item, holder)
+            raise HTTPError(409, 'fenced: %s is locked by %s'
+                            % (item, holder), {fencing.FENCED_HEADER: 'true'})
+
+    def _holder_of(self, item):
+        """Who holds ``item``'s lock, None if nobody or unknown."""
+        if self.lock_holder is None:
+            return None
+        try:
+            return self.lock_holder(item)
+        except exceptions.CoordsyncError:
+            return None
 
     def _store_unavailable(self, req, err):
         self.log.error('Cannot check fence of %s %s: %s', req.method,

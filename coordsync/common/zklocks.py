@@ -478,6 +478,17 @@ class ZooKeeperLocks:
             rows.append(self._row(node, data, stat, now))
         return sorted(rows, key=lambda row: row['name'])
 
+    def holder_of(self, name):
+        """The member id holding ``name`` (``'?'`` if its data cannot be
+        read), None if nobody does."""
+        deadline = time.monotonic() + self._op_timeout
+        try:
+            data, stat = self._wait(self._client.get_async(self.path(name)),
+                                    deadline)
+        except kazoo_exceptions.NoNodeError:
+            return None
+        return self._row(self.path(name), data, stat, 0.0)['holder'] or '?'
+
     @staticmethod
     def _row(node, data, stat, now):
         try:

@@ -55,7 +55,8 @@ SERVER_OPTS = [
                     'the node server and the workers of this node; it '
                     'must survive restarts, so keep it on a disk, not in '
                     'a tmpfs.'),
-    cfg.FloatOpt('fence_lease', default=30.0, min=0.0, max=3600.0,
+    cfg.FloatOpt('fence_lease', min=0.0, max=3600.0,
+                 sample_default='3 * [coordination] session_timeout',
                  help='Seconds during which this node refuses a '
                       'replication write made without a lock (a static '
                       'pass, which carries no fencing token) into a '
@@ -64,7 +65,8 @@ SERVER_OPTS = [
                       'X-Coordsync-Fenced). Longer than the pauses '
                       'between a holder\'s requests: a few coordination '
                       'session timeouts. Users\' writes are never '
-                      'refused. 0 disables it.'),
+                      'refused. 0 disables it. Default: three session '
+                      'timeouts.'),
     cfg.BoolOpt('access_log', default=True,
                 help='Log one line per request at INFO to the logger '
                      'coordsync.access: time, method, path, status, '

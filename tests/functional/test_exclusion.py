@@ -63,16 +63,26 @@ def cluster(zk_server, tmp_path_factory):
 
 
 @pytest.fixture
-def own_cluster(zk_server, tmp_path):
-    """A cluster of the test's own, for replicators on another ZooKeeper.
+def own_cluster(tmp_path):
+    """``make(backend_url)``: a cluster of the test's own whose node
+    servers and replicators use another ZooKeeper, stopped afterwards.
 
     NOTE: fencing tokens are lock znodes' zxids, which only grow within
     one ZooKeeper: tokens from another one (an ensemble past an election
-    has a higher epoch) would leave the node servers fencing out every
-    later holder on the test run's ZooKeeper.
+    has a higher epoch) would leave the module's node servers fencing
+    out every later holder on the test run's ZooKeeper. And the node
+    servers read lock holders from the replicators' backend (a static
+    push into a partition locked there is refused).
     """
-    with make_cluster(tmp_path / 'cluster', zk_server.url) as made:
-        yield made
+    made = []
+
+    def make(backend_url):
+        context = make_cluster(tmp_path / 'cluster', backend_url)
+        made.append(context)
+        return context.__enter__()
+    yield make
+    for context in made:
+        context.__exit__(None, None, None)
 
 
 def group_name(cluster):
@@ -237,16 +247,14 @@ def test_ensemble_leader_killed_during_passes(own_cluster, replicators,
     no write into a partition while another member holds its lock; every
     replicator runs a coordinated pass again within a bound, none a
     static one."""
-    cluster = own_cluster
     ensemble = zookeeper.ZooKeeperEnsemble(str(tmp_path / 'ensemble'))
     group = None
     try:
         ensemble.start()
+        cluster = own_cluster(ensemble.url)
         container = 'leader-killed'
         expected = put_objects(cluster, container, 30)
-        group = replicators(cluster,
-                            coordination={'backend_url': ensemble.url},
-                            run_pause=0.2)
+        group = replicators(cluster, run_pause=0.2)
         with history_on(ensemble.url, cluster) as history:
             group.start()
             for node in NODES:
@@ -277,17 +285,16 @@ def test_ensemble_leader_killed_during_passes(own_cluster, replicators,
         ensemble.stop()
 
 
-def test_zookeeper_down_past_static_after(own_cluster, own_zk,
+def test_zookeeper_down_past_static_after(own_zk, own_cluster,
                                           replicators):
     """ZooKeeper down longer than ``static_after``: static passes repair
     lost files; back up: coordinated again; no write overlaps a lock held
     by another member around both transitions."""
-    cluster = own_cluster
+    cluster = own_cluster(own_zk.url)
     container = 'zk-down'
     expected = put_objects(cluster, container, 24)
     group = replicators(cluster,
-                        coordination={'backend_url': own_zk.url,
-                                      'static_after': STATIC_AFTER},
+                        coordination={'static_after': STATIC_AFTER},
                         run_pause=0.3)
     try:
         with history_on(own_zk.url, cluster) as history:
@@ -393,3 +400,6 @@ def test_paused_holder_resumes_coordinated(cluster, replicators):
     assert not harness.writes_under_others_locks(
         harness.object_writes(cluster, part=part), history)
     cluster.assert_level('paused', expected)
+    # Its suffix workers were fenced: the item's other green threads
+    # were cancelled with it, and no traceback escaped to the hub.
+    assert 'Traceback' not in holder.log(), holder.log()[-3000:]

@@ -224,6 +224,47 @@ def test_static_rule_once_unreachable_for_static_after(tmp_path,
     assert coordinator.static_allowed
 
 
+def test_back_from_a_static_outage_settles_before_locks(tmp_path,
+                                                       monkeypatch):
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('x')
+    conf = make_conf(tmp_path, static_after=30.0)
+    conf.set_override('backend_url', 'file://%s/sub' % blocker,
+                      group='coordination')
+    coordinator = coordination.Coordinator(conf)
+    now = [1000.0]
+    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    coordinator.step()
+    now[0] += 31.0
+    coordinator.step()
+    assert coordinator.static_allowed and coordinator.settling() == 0.0
+    blocker.unlink()
+    coordinator.step()
+    assert coordinator.healthy
+    settle = coordination.settle_after_static(conf)
+    assert coordinator.settling() == settle
+    now[0] += settle
+    assert coordinator.settling() == 0.0
+    coordinator.stop()
+
+
+def test_back_from_a_short_outage_does_not_settle(tmp_path, monkeypatch):
+    blocker = tmp_path / 'not-a-dir'
+    blocker.write_text('x')
+    conf = make_conf(tmp_path, static_after=30.0)
+    conf.set_override('backend_url', 'file://%s/sub' % blocker,
+                      group='coordination')
+    coordinator = coordination.Coordinator(conf)
+    now = [1000.0]
+    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    coordinator.step()
+    now[0] += 20.0
+    blocker.unlink()
+    coordinator.step()
+    assert coordinator.healthy and coordinator.settling() == 0.0
+    coordinator.stop()
+
+
 def test_outage_line_always_names_a_cause(joined, caplog):
     coordinator = joined()
     with caplog.at_level('WARNING'):

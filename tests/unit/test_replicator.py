@@ -12,6 +12,9 @@ class FakeCoordinator:
     member_id = 'n1@h.1'
     healthy = True
 
+    def settling(self):
+        return 0.0
+
 
 def make_replicator(tmp_path):
     ring_path = str(tmp_path / 'ring.json')

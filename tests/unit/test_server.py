@@ -720,7 +720,7 @@ def test_static_push_inside_the_lease_is_refused_and_writes_nothing(app):
 
 def test_static_push_after_the_lease_is_accepted(app, conf):
     clock = _hold(app)
-    clock.now += conf.server.fence_lease - 1
+    clock.now += fencing.fence_lease(conf) - 1
     assert push(app).status == 409
     clock.now += 1
     assert push(app).status == 201
@@ -730,7 +730,7 @@ def test_static_push_after_the_lease_is_accepted(app, conf):
 def test_holder_requests_keep_the_lease(app, conf):
     clock = _hold(app)
     app.token_store.clock = clock
-    clock.now += conf.server.fence_lease - 1
+    clock.now += fencing.fence_lease(conf) - 1
     assert fenced(app, token=9).status == 200
     clock.now += 2
     assert push(app).status == 409
@@ -762,10 +762,61 @@ def test_tokened_pushes_are_fenced_not_leased(app):
     assert reply.status == 201
 
 
+def test_lease_follows_the_session_timeout_unless_set(conf):
+    conf.set_override('session_timeout', 7, group='coordination')
+    assert fencing.fence_lease(conf) == 21.0
+    conf.set_override('fence_lease', 2.5, group='server')
+    assert fencing.fence_lease(conf) == 2.5
+
+
 def test_a_zero_lease_holds_nothing(app, conf):
     conf.set_override('fence_lease', 0, group='server')
     _hold(app)
     assert push(app).status == 201
+
+
+def _holders(app, holders):
+    """The node's coordinator, as far as the lease asks: ``holders``
+    maps an item to its lock holder; an absent item is unknown."""
+    asked = []
+
+    def lock_holder(item):
+        asked.append(item)
+        if item not in holders:
+            raise exceptions.CoordinationUnavailable('not joined')
+        return holders[item]
+    app.lock_holder = lock_holder
+    return asked
+
+
+def test_static_push_into_a_partition_locked_by_another_is_refused(app):
+    asked = _holders(app, {ITEM: 'n1@host.boot'})
+    reply = push(app)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert reply.body == (b'fenced: coordsync/replicate/0/7 is locked by '
+                          b'n1@host.boot\n')
+    assert asked == [ITEM]
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {}
+
+
+def test_lock_is_checked_even_without_a_lease(app, conf):
+    conf.set_override('fence_lease', 0, group='server')
+    _holders(app, {ITEM: 'n1@host.boot'})
+    assert push(app).status == 409
+
+
+@pytest.mark.parametrize('holders', [{ITEM: None},
+                                     {ITEM: 'n2@host.boot'}, {}])
+def test_static_push_is_accepted_when_free_own_or_unknown(app, holders):
+    _holders(app, holders)
+    assert push(app).status == 201
+
+
+def test_users_writes_never_ask_who_holds_the_lock(app):
+    asked = _holders(app, {ITEM: 'n1@host.boot'})
+    assert push(app, replication=False).status == 201
+    assert asked == []
 
 
 def test_lease_is_checked_again_before_a_slow_push_commits(app):

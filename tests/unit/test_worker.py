@@ -49,6 +49,10 @@ class FakeCoordinator:
         self.held = set()
         self.progress = {}
         self.next_token = 100
+        self.settling_for = 0.0
+
+    def settling(self):
+        return self.settling_for
 
     def members(self):
         if not self.healthy:
@@ -258,6 +262,42 @@ def test_lost_session_is_no_reason_for_a_static_pass(conf):
     # Out of the group, but the backend answers: wait, then do nothing
     # unlocked (issue 14: a paused process must not run a static pass).
     coordinator = FakeCoordinator(healthy=False, static_allowed=False)
+    toy = Toy(conf, coordinator, single_owner(3))
+    summary = toy.run_once()
+    assert summary['mode'] == worker.WAITING
+    assert toy.done == [] and coordinator.windows == []
+
+
+def test_static_work_ends_when_coordination_is_back(conf):
+    # Issue 14: a static item's writes stop at the next one once the
+    # backend answers again (others may take its lock), and the pass
+    # starts no further window.
+    coordinator = FakeCoordinator(healthy=False)
+    checks = []
+
+    def write_twice(job, grant):
+        grant.check()
+        coordinator.healthy = True
+        try:
+            grant.check()
+        except worker.LockLost as err:
+            checks.append(str(err))
+            raise
+        return True
+    conf.set_override('concurrency', 1, group='replicator')
+    toy = Toy(conf, coordinator, single_owner(10), work=write_twice)
+    summary = toy.run_once()
+    assert summary['mode'] == worker.STATIC
+    assert summary['aborted'] == 'coordination is back'
+    assert checks and 'coordination is back' in checks[0]
+    # The first window (lock_window 4) at most: nothing after.
+    assert len(toy.done) <= 4
+    assert summary['succeeded'] == 0
+
+
+def test_back_from_a_long_outage_waits_before_taking_locks(conf):
+    coordinator = FakeCoordinator()
+    coordinator.settling_for = 12.0
     toy = Toy(conf, coordinator, single_owner(3))
     summary = toy.run_once()
     assert summary['mode'] == worker.WAITING

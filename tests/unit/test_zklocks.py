@@ -435,6 +435,14 @@ def test_list_locks_reads_names_holders_and_ages(locks, client):
     assert rows['coordsync/x/1']['holder'] is None
 
 
+def test_holder_of_names_the_member_or_none(locks, client):
+    locks.take(NAMES[:1])
+    client.foreign_create(path('coordsync/x/1'))
+    assert locks.holder_of(NAMES[0]) == 'n1@h.1'
+    assert locks.holder_of('coordsync/x/1') == '?'
+    assert locks.holder_of(NAMES[1]) is None
+
+
 @pytest.fixture
 def coordinator(tmp_path, client):
     """A Coordinator joined (as far as it knows) with the fake's locks."""
