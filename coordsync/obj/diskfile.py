@@ -155,26 +155,40 @@ class DiskFile:
         timestamp of stored data).
         """
         with hashes.lock_partition(self._part_dir, create=True):
-            stored = layout.object_files(self.hash_dir)
-            # NOTE: compared like the files themselves: a tombstone wins
-            # a tie with data, so replicas holding either converge.
-            if stored and stored[0].sort_key() >= new.sort_key():
-                raise exceptions.DiskFileConflict(
-                    '%r already has a version at %s, not older than %s'
-                    % (self, stored[0].timestamp.normal,
-                       new.timestamp.normal), stored[0].timestamp)
-            # NOTE: recorded before the rename and under the same lock, so
-            # no hashing run can miss this write (see obj/hashes.py).
-            hashes.record_invalid(self._part_dir, self.suffix)
-            self._rename_into_place(tmp_path, new.name)
+            self.publish_locked(tmp_path, new, durable=True)
+
+    def publish_locked(self, tmp_path, new, durable):
+        """:meth:`publish` for a caller holding the partition lock.
+
+        Not ``durable``: the new directories and the rename are left for
+        the caller to sync (one syncfs for a batch).
+        """
+        stored = layout.object_files(self.hash_dir)
+        # NOTE: compared like the files themselves: a tombstone wins a tie
+        # with data, so replicas holding either converge.
+        if stored and stored[0].sort_key() >= new.sort_key():
+            raise exceptions.DiskFileConflict(
+                '%r already has a version at %s, not older than %s'
+                % (self, stored[0].timestamp.normal, new.timestamp.normal),
+                stored[0].timestamp)
+        # NOTE: recorded before the rename and under the same lock, so no
+        # hashing run can miss this write (see obj/hashes.py).
+        hashes.record_invalid(self._part_dir, self.suffix)
+        self._rename_into_place(tmp_path, new.name, durable)
+        if durable:
             fsutil.fsync_dir(self.hash_dir)
+        if stored:
+            # NOTE: a new object's directory holds the new file alone.
             layout.cleanup_hash_dir(self.hash_dir, self.manager.reclaim_age,
                                     self.manager.clock())
 
-    def _rename_into_place(self, tmp_path, file_name):
+    def _rename_into_place(self, tmp_path, file_name, durable=True):
         for _attempt in range(_RENAME_ATTEMPTS):
             try:
-                fsutil.makedirs_durable(self.hash_dir)
+                if durable:
+                    fsutil.makedirs_durable(self.hash_dir)
+                else:
+                    os.makedirs(self.hash_dir, exist_ok=True)
                 os.rename(tmp_path, os.path.join(self.hash_dir, file_name))
                 return
             except FileNotFoundError:
@@ -200,6 +214,12 @@ class DiskFile:
             self.manager.logger.error('Cannot quarantine %s: %s',
                                       self.hash_dir, err)
         raise exceptions.DiskFileCorrupt('%r is corrupt: %s' % (self, reason))
+
+
+# NOTE: a temporary file this old belongs to no write in progress: a
+# stream's sealed files wait for its END, a few minutes at most (streams
+# end every 256 MiB, and a read waits node_timeout at most).
+TMP_MAX_AGE = 3600.0
 
 
 class DiskFileManager:
@@ -248,6 +268,11 @@ class DiskFileManager:
         except ValueError:
             return False
 
+    def require_device(self, device):
+        """The path of ``device``; DiskFileDeviceUnavailable if it is not
+        available."""
+        return self._dev_path(device)
+
     def _dev_path(self, device):
         dev_path = self.get_dev_path(device)
         if dev_path is None:
@@ -281,6 +306,49 @@ class DiskFileManager:
         """A read-only :class:`DiskFile` for replication, found by hash."""
         dev_path, part_dir = self._part_dir(device, partition)
         return DiskFile(self, dev_path, part_dir, layout.check_hash(obj_hash))
+
+    def publish_batch(self, device, partition, sealed):
+        """Publish finished temporary files of one partition together.
+
+        ``sealed``: :class:`~coordsync.obj.streams.Sealed` files (from
+        ``DiskFileWriter.seal``). Their data is made durable with one
+        filesystem sync, they are renamed into place under one partition
+        lock (newest wins, as for a single write), and one more sync
+        makes the new names durable; only then does this return. Returns
+        one result per file, in order: None if stored, else the
+        DiskFileConflict (a version at least as new is stored; its
+        temporary file is removed).
+
+        NOTE: a crash before the end leaves temporary files in
+        ``<device>/tmp`` (removed by the node server at start and by
+        the replicator before each pass, once :data:`TMP_MAX_AGE`
+        old), and perhaps some of the
+        objects renamed into place but not yet durable: as after a
+        crash during one write, the sender, having no answer, sends
+        them again.
+        """
+        if not sealed:
+            return []
+        dev_path, part_dir = self._part_dir(device, partition)
+        results = []
+        try:
+            fsutil.syncfs(dev_path)
+            with hashes.lock_partition(part_dir, create=True):
+                for one in sealed:
+                    try:
+                        one.diskfile.publish_locked(
+                            one.tmp_path, one.object_file, durable=False)
+                        results.append(None)
+                    except exceptions.DiskFileConflict as err:
+                        one.discard()
+                        results.append(err)
+            fsutil.syncfs(dev_path)
+        except OSError as err:
+            for one in sealed[len(results):]:
+                one.discard()
+            raise streams.disk_error(err, 'cannot publish in %s'
+                                     % part_dir) from err
+        return results
 
     def get_hashes(self, device, partition, recalculate=()):
         """``{suffix: md5 hex}``; see :mod:`coordsync.obj.hashes`."""
@@ -340,14 +408,16 @@ class DiskFileManager:
         self.logger.info('Deleted partition %s on %s', partition, device)
         return True
 
-    def cleanup_tmp(self, device):
-        """Remove leftovers of crashed writes older than ``reclaim_age``."""
+    def cleanup_tmp(self, device, age=None):
+        """Remove leftovers of crashed writes (a receiver or a sender
+        killed mid-stream) older than ``age`` seconds (``reclaim_age``
+        when omitted); returns how many."""
         tmp_dir = os.path.join(self._dev_path(device), layout.TMPDIR)
         try:
             entries = list(os.scandir(tmp_dir))
         except FileNotFoundError:
             return 0
-        cutoff = self.clock() - self.reclaim_age
+        cutoff = self.clock() - (self.reclaim_age if age is None else age)
         old = [e for e in entries
                if e.stat(follow_symlinks=False).st_mtime < cutoff]
         for entry in old:
@@ -362,6 +432,22 @@ class DiskFileManager:
         with self._count_lock:
             self._quarantine_count += 1
         self.logger.error('Quarantined %s to %s: %s', hash_dir, dest, reason)
+
+
+def cleanup_all_tmp(manager, logger, age=TMP_MAX_AGE):
+    """Remove every device's temporary files of crashed writes older
+    than ``age``; a device that cannot be cleaned is logged and
+    skipped."""
+    for device in manager.devices():
+        try:
+            removed = manager.cleanup_tmp(device, age)
+        except (OSError, exceptions.DiskFileError) as err:
+            logger.warning('Cannot clean up temporary files on %s: %s',
+                           device, err)
+            continue
+        if removed:
+            logger.info('Removed %d temporary files of crashed writes on '
+                        '%s', removed, device)
 
 
 def _is_partition_dir(datadir, name):

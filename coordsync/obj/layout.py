@@ -38,6 +38,42 @@ _FILE_RE = re.compile(r'([0-9]{10}\.[0-9]{5})(\.data|\.ts)\Z')
 _MAX_PARTITION_DIGITS = 10
 
 
+MAX_ACCOUNT_LENGTH = 256
+MAX_CONTAINER_LENGTH = 256
+MAX_OBJECT_LENGTH = 1024
+
+
+def check_name(kind, value, max_length, allow_slash=False):
+    """``value`` if it is a valid account, container or object name
+    (decoded text), else ValueError with a one-line reason."""
+    if not isinstance(value, str) or not value:
+        raise ValueError('empty %s name' % kind)
+    if len(value.encode('utf-8', 'surrogatepass')) > max_length:
+        raise ValueError('%s name longer than %d bytes' % (kind, max_length))
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError('control character in %s name' % kind)
+    if '/' in value and not allow_slash:
+        raise ValueError('slash in %s name' % kind)
+    parts = value.split('/') if allow_slash else [value]
+    if any(p in ('', '.', '..') for p in parts):
+        raise ValueError('empty, "." or ".." segment in %s name' % kind)
+    return value
+
+
+def split_object_name(name):
+    """``/a/c/o`` -> ``(a, c, o)``, each checked as the object API checks
+    it, or ValueError (one line)."""
+    if not isinstance(name, str) or not name.startswith('/'):
+        raise ValueError('object name must look like /a/c/o')
+    parts = name[1:].split('/', 2)
+    if len(parts) != 3:
+        raise ValueError('object name must look like /a/c/o')
+    return (check_name('account', parts[0], MAX_ACCOUNT_LENGTH),
+            check_name('container', parts[1], MAX_CONTAINER_LENGTH),
+            check_name('object', parts[2], MAX_OBJECT_LENGTH,
+                       allow_slash=True))
+
+
 def check_device(device):
     """Refuse a device name that could leave the devices directory."""
     if (not isinstance(device, str) or not device or '/' in device

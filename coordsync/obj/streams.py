@@ -1,5 +1,6 @@
 """An object's body streamed to and from disk, one chunk at a time."""
 
+import dataclasses
 import errno
 import hashlib
 import os
@@ -48,7 +49,7 @@ def tombstone_metadata(name, when):
     return {'name': name, 'X-Timestamp': timestamp.Timestamp(when).normal}
 
 
-def _disk_error(err, what):
+def disk_error(err, what):
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return exceptions.DiskFileNoSpace('%s: %s' % (what, err))
     return exceptions.DiskFileError('%s: %s' % (what, err))
@@ -96,15 +97,21 @@ class DiskFileWriter:
     def _open_tmp(self):
         tmp_dir = self._diskfile.tmp_dir
         try:
-            os.makedirs(tmp_dir, exist_ok=True)
-            self._fd, self._tmp_path = tempfile.mkstemp(dir=tmp_dir,
-                                                        suffix='.tmp')
+            try:
+                self._fd, self._tmp_path = tempfile.mkstemp(dir=tmp_dir,
+                                                            suffix='.tmp')
+            except FileNotFoundError:
+                # NOTE: made on first use only: a mkdir that finds the
+                # directory there costs as much as creating a file.
+                os.makedirs(tmp_dir, exist_ok=True)
+                self._fd, self._tmp_path = tempfile.mkstemp(dir=tmp_dir,
+                                                            suffix='.tmp')
             header = fileformat.header_line(self._json_length)
             self._header_length = len(header)
             self._write_all(header + b' ' * self._json_length)
         except OSError as err:
             self.close()
-            raise _disk_error(err, 'cannot start writing in %s'
+            raise disk_error(err, 'cannot start writing in %s'
                               % tmp_dir) from err
 
     def _write_all(self, data):
@@ -129,7 +136,7 @@ class DiskFileWriter:
         try:
             self._write_all(chunk)
         except OSError as err:
-            raise _disk_error(err, 'cannot write %s'
+            raise disk_error(err, 'cannot write %s'
                               % self._tmp_path) from err
 
     def _final_metadata(self):
@@ -154,23 +161,45 @@ class DiskFileWriter:
         Raises DiskFileMismatch, or DiskFileConflict when a version at
         least as new is already stored; either way nothing changes.
         """
+        metadata = self._finish(durable=True)
+        self._diskfile.publish(self._tmp_path, self._object_file(metadata))
+        self._committed = True
+        return metadata
+
+    def seal(self):
+        """Finish the temporary file without making it durable or
+        visible, for a batch: returns a :class:`Sealed` that
+        :meth:`~coordsync.obj.diskfile.DiskFileManager.publish_batch`
+        publishes with others, one filesystem sync for the whole batch.
+
+        Raises DiskFileMismatch (nothing kept). The temporary file is
+        the Sealed's from now on (:meth:`Sealed.discard` removes it).
+        """
+        metadata = self._finish(durable=False)
+        self._committed = True
+        return Sealed(self._diskfile, self._tmp_path,
+                      self._object_file(metadata), metadata)
+
+    def _finish(self, durable):
         if self._fd is None:
             raise ValueError('writer is closed')
         metadata = self._final_metadata()
         data = fileformat.encode_metadata(metadata, self._json_length)
         try:
             os.pwrite(self._fd, data, self._header_length)
-            os.fsync(self._fd)
+            if durable:
+                os.fsync(self._fd)
         except OSError as err:
-            raise _disk_error(err, 'cannot write %s'
+            raise disk_error(err, 'cannot write %s'
                               % self._tmp_path) from err
         os.close(self._fd)
         self._fd = None
-        ext = layout.TOMBSTONE_EXT if self._tombstone else layout.DATA_EXT
-        ts = timestamp.Timestamp(metadata['X-Timestamp'])
-        self._diskfile.publish(self._tmp_path, layout.ObjectFile(ts, ext))
-        self._committed = True
         return metadata
+
+    def _object_file(self, metadata):
+        ext = layout.TOMBSTONE_EXT if self._tombstone else layout.DATA_EXT
+        return layout.ObjectFile(timestamp.Timestamp(metadata['X-Timestamp']),
+                                 ext)
 
     def close(self):
         """Forget an uncommitted write; a no-op after :meth:`commit`."""
@@ -189,6 +218,22 @@ class DiskFileWriter:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+@dataclasses.dataclass
+class Sealed:
+    """A finished temporary file waiting for its batch to be published."""
+
+    diskfile: object
+    tmp_path: str
+    object_file: layout.ObjectFile
+    metadata: dict
+
+    def discard(self):
+        try:
+            os.unlink(self.tmp_path)
+        except FileNotFoundError:
+            pass
 
 
 class DiskFileReader:

@@ -313,6 +313,8 @@ class StreamReader:
         self.chunk_size = chunk_size
         self.count = 0
         self.verified = False
+        # The stream's own signature (hex), once END matched.
+        self.signature = None
         self._error = None
         self._frames = self._parse()
 
@@ -494,6 +496,7 @@ class StreamReader:
             raise self._fail('stream signature does not match')
         if self._pull(1):
             raise self._fail('trailing bytes after END')
+        self.signature = expected.decode('ascii')
         self.verified = True
 
 

@@ -1,3 +1,4 @@
+import errno
 import hashlib
 import json
 import multiprocessing
@@ -9,10 +10,12 @@ import tracemalloc
 import pytest
 
 from coordsync import exceptions
+from coordsync.common import fsutil
 from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import fileformat
 from coordsync.obj import layout
+from coordsync.obj import streams
 from tests.unit.fakes import NOW
 from tests.unit.fakes import RECLAIM_AGE
 from tests.unit.fakes import ts
@@ -640,3 +643,175 @@ def test_files_not_named_like_objects_are_ignored(manager, df):
         open(os.path.join(df.hash_dir, stray), 'wb').close()
     assert read_body(df) == b'x'
     assert layout.object_files(df.hash_dir)[0].timestamp == ts()
+
+
+# --- sealed writes published in batches (replication) ----------------------
+
+def sealed(manager, obj, body, when, **metadata):
+    df = manager.diskfile('sda', 7, 'AUTH_a', 'c', obj)
+    with df.writer({'X-Timestamp': when, **metadata}) as writer:
+        writer.write(body)
+        return writer.seal()
+
+
+def sealed_tombstone(manager, obj, when):
+    df = manager.diskfile('sda', 7, 'AUTH_a', 'c', obj)
+    with streams.DiskFileWriter(
+            df, streams.tombstone_metadata(df.name, when),
+            tombstone=True) as writer:
+        return writer.seal()
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """Paths fsutil.syncfs was called with (it still syncs)."""
+    calls = []
+    real = fsutil.syncfs
+
+    def counting(path):
+        calls.append(path)
+        real(path)
+    monkeypatch.setattr(fsutil, 'syncfs', counting)
+    return calls
+
+
+def test_sealed_is_visible_only_once_published(manager, devices, syncs):
+    one = sealed(manager, 'o', b'hello', ts(1),
+                 **{'X-Object-Meta-Color': 'blue'})
+    df = manager.diskfile('sda', 7, 'AUTH_a', 'c', 'o')
+    assert one.metadata['ETag'] == hashlib.md5(b'hello').hexdigest()
+    assert one.object_file.name == ts(1).normal + '.data'
+    assert tmp_files(devices) == [os.path.basename(one.tmp_path)]
+    with pytest.raises(exceptions.DiskFileNotFound):
+        df.read_metadata()
+    assert manager.list_suffix('sda', 7, df.suffix) == {}
+    assert syncs == []
+    assert manager.publish_batch('sda', 7, [one]) == [None]
+    assert read_body(df) == b'hello'
+    assert df.read_metadata()['X-Object-Meta-Color'] == 'blue'
+    assert tmp_files(devices) == []
+    assert files_of(df) == [ts(1).normal + '.data']
+
+
+def test_sealed_tombstone_is_published(manager, df):
+    put(df, b'x', ts(1))
+    assert manager.publish_batch(
+        'sda', 7, [sealed_tombstone(manager, 'o', ts(2))]) == [None]
+    with pytest.raises(exceptions.DiskFileDeleted) as caught:
+        df.read_metadata()
+    assert caught.value.timestamp == ts(2)
+    assert files_of(df) == [ts(2).normal + '.ts']
+
+
+def test_seal_of_a_mismatched_body_keeps_nothing(manager, devices):
+    df = manager.diskfile('sda', 7, 'AUTH_a', 'c', 'o')
+    with pytest.raises(exceptions.DiskFileMismatch):
+        with df.writer({'X-Timestamp': ts(1), 'ETag': '0' * 32}) as writer:
+            writer.write(b'hello')
+            writer.seal()
+    assert tmp_files(devices) == []
+    with pytest.raises(ValueError):
+        writer.seal()
+
+
+def test_sealed_discard_removes_its_file(manager, devices):
+    one = sealed(manager, 'o', b'x', ts(1))
+    one.discard()
+    one.discard()
+    assert tmp_files(devices) == []
+
+
+@pytest.mark.parametrize('offset', [0, 1])
+def test_publish_conflict_is_returned_and_its_file_removed(
+        manager, devices, offset):
+    df = manager.diskfile('sda', 7, 'AUTH_a', 'c', 'o')
+    first = sealed(manager, 'first', b'1', ts(1))
+    late = sealed(manager, 'o', b'late', ts(5))
+    last = sealed(manager, 'last', b'2', ts(1))
+    # Stored meanwhile: an equal or newer version.
+    put(df, b'stored', ts(5 + offset))
+    results = manager.publish_batch('sda', 7, [first, late, last])
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], exceptions.DiskFileConflict)
+    assert results[1].timestamp == ts(5 + offset)
+    assert read_body(df) == b'stored'
+    assert files_of(df) == [ts(5 + offset).normal + '.data']
+    assert read_body(manager.diskfile('sda', 7, 'AUTH_a', 'c', 'last')) \
+        == b'2'
+    assert tmp_files(devices) == []
+
+
+def test_publish_tombstone_wins_a_tie_in_a_batch(manager, df):
+    put(df, b'x', ts(5))
+    data_tie = sealed(manager, 'o', b'y', ts(5))
+    tomb_tie = sealed_tombstone(manager, 'o', ts(5))
+    results = manager.publish_batch('sda', 7, [data_tie, tomb_tie])
+    assert isinstance(results[0], exceptions.DiskFileConflict)
+    assert results[1] is None
+    assert files_of(df) == [ts(5).normal + '.ts']
+
+
+def test_publish_newest_of_one_object_in_a_batch(manager, df):
+    results = manager.publish_batch('sda', 7, [
+        sealed(manager, 'o', b'one', ts(1)),
+        sealed(manager, 'o', b'three', ts(3)),
+        sealed(manager, 'o', b'two', ts(2))])
+    assert results[:2] == [None, None]
+    assert isinstance(results[2], exceptions.DiskFileConflict)
+    assert read_body(df) == b'three'
+    assert files_of(df) == [ts(3).normal + '.data']
+
+
+def test_publish_invalidates_the_suffix(manager, df):
+    put(df, b'x', ts(1))
+    before = manager.get_hashes('sda', 7)
+    other = manager.diskfile('sda', 7, 'AUTH_a', 'c', 'other')
+    assert manager.publish_batch('sda', 7, [
+        sealed(manager, 'o', b'y', ts(2)),
+        sealed(manager, 'other', b'z', ts(2))]) == [None, None]
+    after = manager.get_hashes('sda', 7)
+    assert after[df.suffix] != before[df.suffix]
+    assert other.suffix in after
+    # What a hashing from scratch finds.
+    assert after == manager.get_hashes('sda', 7,
+                                       recalculate=tuple(after))
+
+
+@pytest.mark.parametrize('count', [1, 20])
+def test_publish_syncs_the_filesystem_twice_per_batch(manager, devices,
+                                                      syncs, count):
+    batch = [sealed(manager, 'o%d' % i, b'x', ts(1)) for i in range(count)]
+    assert manager.publish_batch('sda', 7, batch) == [None] * count
+    assert syncs == [str(devices / 'sda')] * 2
+    assert manager.publish_batch('sda', 7, []) == []
+    assert len(syncs) == 2
+
+
+def test_publish_makes_no_per_object_fsync(manager, df, monkeypatch):
+    put(df, b'x', ts(1))  # NOTE: the partition's directory exists now.
+    batch = [sealed(manager, 'o%d' % i, b'x', ts(1)) for i in range(5)]
+    fsyncs = []
+    monkeypatch.setattr(os, 'fsync', lambda fd: fsyncs.append(fd))
+    assert manager.publish_batch('sda', 7, batch) == [None] * 5
+    assert fsyncs == []
+
+
+def test_publish_failing_to_sync_leaves_nothing(manager, devices,
+                                                monkeypatch):
+    def full(path):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+    monkeypatch.setattr(fsutil, 'syncfs', full)
+    batch = [sealed(manager, 'o%d' % i, b'x', ts(1)) for i in range(3)]
+    with pytest.raises(exceptions.DiskFileNoSpace):
+        manager.publish_batch('sda', 7, batch)
+    assert tmp_files(devices) == []
+    for i in range(3):
+        with pytest.raises(exceptions.DiskFileNotFound):
+            manager.diskfile('sda', 7, 'AUTH_a', 'c',
+                             'o%d' % i).read_metadata()
+
+
+def test_syncfs_syncs_a_real_filesystem(devices):
+    fsutil.syncfs(str(devices))
+    with pytest.raises(OSError):
+        fsutil.syncfs(str(devices / 'missing'))
