@@ -9,7 +9,7 @@ share one spelling of each::
     /objects/<device>/<partition>/<account>/<container>/<object>
     /objects/<device>/<partition>[/<suffix>-<suffix>...]   (REPLICATE)
     /object-suffixes/<device>/<partition>/<suffix>         (listing)
-    /object-hashes/<device>/<partition>/<suffix>/<hash>    (by hash)
+    /object-sync/<device>/<partition>[/check|/pull]        (sync)
 
 Connections are kept alive per node (urllib3) and reused; bodies are
 streamed both ways.
@@ -33,7 +33,7 @@ CHUNK_SIZE = 65536
 HEALTHCHECK = '/healthcheck'
 OBJECTS = '/objects'
 OBJECT_SUFFIXES = '/object-suffixes'
-OBJECT_HASHES = '/object-hashes'
+OBJECT_SYNC = '/object-sync'
 # NOTE: nodes whose idle connections are kept; beyond it the least
 # recently used node's are closed.
 MAX_NODES = 512
@@ -81,10 +81,10 @@ def suffix_path(device, partition, suffix):
                             suffix)
 
 
-def object_hash_path(device, partition, obj_hash):
-    """Path of the newest file of an object, found by its hash."""
-    return '%s/%s/%d/%s/%s' % (OBJECT_HASHES, _quote(device), partition,
-                               obj_hash[-3:], obj_hash)
+def sync_path(device, partition, action=None):
+    """Path of a partition's sync requests (push; ``check``, ``pull``)."""
+    path = '%s/%s/%d' % (OBJECT_SYNC, _quote(device), partition)
+    return path + '/' + action if action else path
 
 
 def node_label(node):
@@ -99,9 +99,11 @@ class Response:
     next request to that node; one closed early closes the connection.
     """
 
-    def __init__(self, resp, label, on_close=None):
+    def __init__(self, resp, label, on_close=None, signature=None):
         self._resp = resp
         self._label = label
+        # The signature the request was sent with.
+        self.signature = signature
         self._on_close = on_close
         self._finished = False
         self.status = resp.status
@@ -133,6 +135,20 @@ class Response:
                 yield chunk
         finally:
             self.close()
+
+    def read_some(self, amount):
+        """Up to ``amount`` bytes of the body, ``b''`` at its end (for a
+        :class:`~coordsync.obj.syncstream.StreamReader`)."""
+        if self._resp is None:
+            return b''
+        try:
+            data = self._resp.read(amount)
+        except (urllib3.exceptions.HTTPError, OSError) as err:
+            raise NodeError('reading from %s: %s' % (
+                self._label, _reason(err))) from err
+        if not data:
+            self._finished = True
+        return data
 
     def json(self):
         return json.loads(self.read().decode('utf-8'))
@@ -177,6 +193,8 @@ class NodeClient:
             raise exceptions.ConfigError(
                 '[DEFAULT] cluster_secret is required to talk to nodes')
         self._secret = conf.cluster_secret
+        # NOTE: sync streams are signed with it too (coordsync.obj.sync).
+        self.secret = conf.cluster_secret
         self.conn_timeout = conf.client.conn_timeout
         self.node_timeout = conf.client.node_timeout
         self.member_id = member_id
@@ -212,7 +230,7 @@ class NodeClient:
         return headers
 
     def request(self, node, method, path, headers=None, body=None,
-                query='', fence=None, replication=False):
+                query='', fence=None, replication=False, stream=None):
         """Send a request; return a :class:`Response` (caller reads it).
 
         ``body`` is bytes or an iterable of bytes (sent chunked unless a
@@ -221,12 +239,18 @@ class NodeClient:
         with it. ``replication`` marks a replication push (signed, in
         the query): without a fence, a node refuses it into a partition
         whose lock holder is working there (``[server] fence_lease``).
+        ``stream(signature)``, instead of ``body``, makes the body (an
+        iterable, sent chunked) from the request's signature, which a
+        sync stream's own signature builds on.
         Raises NodeError when the node cannot be reached or is too slow.
         """
         if replication:
             query = fencing.with_replication(query)
-        headers = self.signed_headers(method, path, query, headers, body,
-                                      fence)
+        # NOTE: a stream is sent chunked: no Content-Length is signed.
+        headers = self.signed_headers(method, path, query, headers,
+                                      body if stream is None else (), fence)
+        if stream is not None:
+            body = stream(headers[signing.SIGNATURE_HEADER])
         return self._send(node, method, path, query, headers, body)
 
     def _send(self, node, method, path, query, headers, body):
@@ -250,7 +274,8 @@ class NodeClient:
         except BaseException:
             release()
             raise
-        return Response(resp, node_label(node), release)
+        return Response(resp, node_label(node), release,
+                        headers.get(signing.SIGNATURE_HEADER))
 
     def _take_slot(self, node):
         """Wait for one of the node's connections; return its release.
@@ -300,13 +325,6 @@ class NodeClient:
         """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix on a node."""
         return self._get_json(node, 'GET', suffix_path(
             node['device'], partition, suffix), fence)
-
-    def get_by_hash(self, node, partition, obj_hash, fence=None):
-        """The :class:`Response` to a GET of the newest file of an object
-        by hash (``X-Object-Name`` names it, also on a tombstone's 404)."""
-        return self.request(node, 'GET', object_hash_path(
-            node['device'], partition, obj_hash), fence=fence)
-
 
 def is_fenced(resp):
     """Did the node refuse the request's fencing token?"""

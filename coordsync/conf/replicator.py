@@ -12,8 +12,13 @@ REPLICATOR_GROUP = cfg.OptGroup(
 
 REPLICATOR_OPTS = worker.worker_opts() + [
     cfg.IntOpt('suffix_concurrency', default=8, min=1, max=256,
-               help='Suffixes of one partition levelled at the same time '
-                    '(each sends its objects one after another).'),
+               help='Suffixes of one partition listed at the same time '
+                    'on this node when comparing replicas.'),
+    cfg.IntOpt('max_incoming', default=4, min=1, max=1024,
+               help='Sync requests (pushes and pulls of whole partitions '
+                    'from lock holders) this node serves at the same '
+                    'time; beyond it, 503, and the sender tries again '
+                    'after a growing delay.'),
     cfg.BoolOpt('handoffs_first', default=False,
                 help='Push handoff partitions before repairing primary '
                      'ones (to drain a node after a ring change).'),

@@ -2,43 +2,51 @@
 
 Swift makes every replica push to every other: ``R * (R - 1)`` REPLICATE
 requests per partition per pass, and the same objects sent several times.
-Here the one node holding the partition's lock repairs all replicas. An
+Here the one node holding the partition's lock repairs all replicas, with
+a handful of requests per peer whatever the number of objects. An
 example with three replicas A (this node), B and C of partition 17:
 
 1. Hash: A computes its suffix hashes; B and C are asked for theirs
    (REPLICATE, 2 requests). If all three agree, the job is done.
-2. Diff: say suffix ``a3f`` differs. A lists the objects under it on A,
-   B and C (object hash -> newest timestamp, data or tombstone).
-3. Level: for each object, the newest version wins (a tombstone wins a
-   tie). If A lacks it, A pulls it from a replica that has it; then A
-   pushes it, with its original timestamp, to every replica lacking it.
-   A write newer than the listing makes the receiver answer 409, which is
-   fine: newest wins everywhere, nothing is rolled back.
-4. Rehash: B and C recompute the suffixes that were synced (REPLICATE
-   with the suffix list), A likewise, so the next pass sees them equal.
+2. Missing check: A lists its objects under the suffixes that differ
+   and offers them to B and to C (one request each, side by side, see
+   :mod:`coordsync.obj.sync`): each answers which it wants and what it
+   has newer or that A lacks.
+3. Pull: for every object, the newest version wins (a tombstone wins a
+   tie). What A lacks it pulls, in one stream per peer that has it.
+4. Push: to each peer, one stream of every object it lacks, with the
+   original timestamps. The receiver publishes the batch durably after
+   it verified the whole stream, and answers per object; a version it
+   already has at least as new is skipped (409): newest wins
+   everywhere, nothing is rolled back.
+5. Nothing more: every write recorded its suffix as invalid on its
+   node, so the next REPLICATE there recomputes the suffixes synced, and
+   the next pass sees the replicas equal.
 
 A **handoff** partition (held here though this node is not a primary)
-is only pushed, to every primary; once enough primaries confirmed they
-have everything, and no write arrived meanwhile, the local copy is
-deleted.
+is only pushed, to every primary; once enough primaries took everything
+(their push answered with no error), and no write arrived meanwhile, the
+local copy is deleted.
 
 **Push-only** repair is the safe static rule used when the coordination
 backend is unreachable: no lock, this node only pushes what it has.
 
 Every request the job sends carries its grant's fence (item and token),
-so a node server that accepted a newer holder's token refuses it; before
-each write the job checks that it still holds the lock, and before
-writing to its own disks it consults this node's token store. A job
-whose lock was lost stops at once (fencing, invariant I1), and the
-suffix workers still running for it are cancelled with it.
+so a node server that accepted a newer holder's token refuses it, and a
+receiver checks the fence again right before it publishes a stream;
+before each stream the job checks that it still holds the lock, and
+before writing to its own disks it consults this node's token store. A
+job whose lock was lost stops at once (fencing, invariant I1), and the
+green threads still running for it are cancelled with it.
 
 Errors talking to a peer are reported to ``on_peer_error(peer, error)``
 (the engine counts them per peer and logs one line per pass); any error
 makes the job count as failed.
 """
 
+import contextlib
 import dataclasses
-import urllib.parse
+import time
 
 from oslo_log import log as logging
 
@@ -47,14 +55,13 @@ from coordsync import exceptions
 from coordsync.common import direct_client as client_mod
 from coordsync.common import timestamp
 from coordsync.common import worker
+from coordsync.obj import receiver
+from coordsync.obj import sync
+from coordsync.obj import syncstream
 
 LOG = logging.getLogger(__name__)
-COPY_HEADERS = ('Content-Type', 'Content-Length', 'ETag')
-META_PREFIX = 'X-Object-Meta-'
-
 
 LockLost = worker.LockLost
-FENCED_HEADER = 'x-coordsync-fenced'
 
 
 @dataclasses.dataclass
@@ -74,17 +81,6 @@ class RepairStats:
         for field in dataclasses.fields(self):
             setattr(self, field.name, getattr(self, field.name)
                     + getattr(other, field.name))
-
-
-def _version_key(entry):
-    """Order versions: newer timestamp first, a tombstone wins a tie."""
-    return (timestamp.Timestamp(entry['timestamp']), entry['deleted'])
-
-
-def _split_name(name):
-    """``/a/c/o`` -> (a, c, o)."""
-    _empty, account, container, obj = name.split('/', 3)
-    return account, container, obj
 
 
 @dataclasses.dataclass
@@ -127,6 +123,11 @@ class PartitionRepair:
         self.peers = [Replica(dict(node)) for node in peers]
         self.grant = grant or worker.Grant('static')
         self.fence = self.grant.fence
+        self.sync = sync.SyncClient(node_client)
+        # Peers holding everything this node has, after repair().
+        self.level_peers = []
+        # Seconds spent per phase (hash, list, check, pull, push).
+        self.timings = {}
         self._on_peer_error = on_peer_error
         self.suffix_concurrency = suffix_concurrency
         self.log = logger or LOG
@@ -169,14 +170,6 @@ class PartitionRepair:
         else:
             self._on_peer_error(replica.label, err)
 
-    def _list(self, replica, suffix):
-        if replica.local:
-            return concurrency.run_in_thread(
-                self.manager.list_suffix, self.device, self.partition,
-                suffix)
-        return self.client.list_suffix(replica.node, self.partition,
-                                       suffix, fence=self.fence)
-
     @staticmethod
     def differing_suffixes(replicas):
         suffixes = set()
@@ -185,217 +178,230 @@ class PartitionRepair:
         return sorted(s for s in suffixes
                       if len({r.hashes.get(s) for r in replicas}) > 1)
 
-    # -- moving one object ---------------------------------------------------
-
     def _check_owner(self):
         self.grant.check()
 
-    def _pull(self, source, obj_hash):
-        """Store locally the newest version ``source`` has of obj_hash."""
-        resp = self.client.get_by_hash(source.node, self.partition,
-                                       obj_hash, fence=self.fence)
-        try:
-            name = urllib.parse.unquote(resp.headers.get('x-object-name',
-                                                         ''))
-            if resp.status == 404 and 'x-backend-timestamp' in resp.headers:
-                when = timestamp.Timestamp(resp.headers['x-backend-timestamp'])
-                self._store_tombstone(name, when)
-                return
-            if resp.status != 200:
-                raise client_mod.NodeError('pull %s from %s: %s'
-                                           % (obj_hash, source.label,
-                                              resp.status))
-            metadata = {'X-Timestamp': resp.headers['x-timestamp']}
-            for key, value in resp.headers.items():
-                if key.title() in COPY_HEADERS or key.title().startswith(
-                        META_PREFIX):
-                    metadata[key.title()] = value
-            df = self.manager.diskfile(self.device, self.partition,
-                                       *_split_name(name))
-            self.grant.admit_local()
-            with df.writer(metadata) as writer:
-                for chunk in resp.iter_body():
-                    concurrency.run_in_thread(writer.write, chunk)
-                concurrency.run_in_thread(writer.commit)
-            self.stats.objects_pulled += 1
-        except exceptions.DiskFileConflict:
-            pass  # NOTE: a newer write landed here meanwhile: newest wins.
-        finally:
-            resp.close()
+    # -- listing this node's side ---------------------------------------------
 
-    def _store_tombstone(self, name, when):
-        df = self.manager.diskfile(self.device, self.partition,
-                                   *_split_name(name))
-        self.grant.admit_local()
-        try:
-            concurrency.run_in_thread(df.delete, when)
-            self.stats.objects_pulled += 1
-        except exceptions.DiskFileConflict:
-            pass
+    def _list_local(self, suffixes):
+        """``{hash: (Timestamp, deleted)}`` of the local objects under
+        ``suffixes`` (listed ``suffix_concurrency`` at a time)."""
+        def one(group):
+            found = {}
+            for suffix in group:
+                for obj_hash, entry in self.manager.list_suffix(
+                        self.device, self.partition, suffix).items():
+                    found[obj_hash] = (timestamp.Timestamp(
+                        entry['timestamp']), entry['deleted'])
+            return found
+        size = max(1, -(-len(suffixes) // self.suffix_concurrency))
+        groups = [suffixes[i:i + size]
+                  for i in range(0, len(suffixes), size)]
+        listing = {}
+        for found in worker.run_scoped(
+                lambda g: concurrency.run_in_thread(one, g), groups,
+                self.suffix_concurrency):
+            listing.update(found)
+        return listing
 
-    def _push(self, obj_hash, targets):
-        """Send the local newest version of obj_hash to ``targets``.
+    # -- the three exchanges -------------------------------------------------
 
-        NOTE: the lock is checked again before each target: a holder
-        paused between two targets must not write to the second.
-        """
-        df = self.manager.diskfile_by_hash(self.device, self.partition,
-                                           obj_hash)
-        try:
-            reader = concurrency.run_in_thread(df.reader)
-            with reader:
-                metadata = reader.metadata
-            send = self._send_data
-        except exceptions.DiskFileDeleted as err:
-            metadata, send = err.metadata, self._send_tombstone
-        for target in targets:
+    def _check(self, peer, local):
+        """Ask ``peer`` what it wants of ``local`` and what it has newer,
+        under the suffixes where it differs from this node."""
+        suffixes = sorted(
+            s for s in set(self.local.hashes) | set(peer.hashes)
+            if self.local.hashes.get(s) != peer.hashes.get(s))
+        if not suffixes:
+            return PeerState(peer, set(), {}, ())
+        wanted = set(suffixes)
+        offer = {h: (when.normal, deleted)
+                 for h, (when, deleted) in local.items()
+                 if h[-3:] in wanted}
+        want, newer = self.sync.check(peer.node, self.partition, suffixes,
+                                      offer, fence=self.fence)
+        return PeerState(peer, want, {
+            h: (timestamp.Timestamp(when), deleted)
+            for h, (when, deleted) in newer.items()}, suffixes)
+
+    def _pull(self, source, hashes):
+        """Store locally the newest versions ``source`` has of
+        ``hashes``, one stream (published as one batch) per
+        :data:`sync.PULL_HASHES` of them."""
+        for start in range(0, len(hashes), sync.PULL_HASHES):
             self._check_owner()
+            resp, reader = self.sync.pull(
+                source.node, self.partition,
+                hashes[start:start + sync.PULL_HASHES], fence=self.fence)
             try:
-                send(target, df, metadata)
-            except (client_mod.NodeError, ValueError) as err:
-                self._failed(target, err)
+                received = receiver.receive(
+                    self.manager, self.device, self.partition, reader,
+                    admit=self.grant.admit_local)
+            finally:
+                resp.close()
+            self.stats.objects_pulled += received.stored
 
-    def _target_path(self, target, name):
-        return client_mod.object_path(target.node['device'], self.partition,
-                                      *_split_name(name))
+    def _push(self, state, hashes):
+        """Send the local versions of ``hashes`` to a peer, in as few
+        streams as :data:`sync.STREAM_OBJECTS` and
+        :data:`sync.STREAM_BYTES` allow; True if the peer has them all
+        now (stored, or holds one at least as new)."""
+        lengths = {}
+        results = {}
+        while hashes:
+            self._check_owner()
+            done = [0]
 
-    def _send_tombstone(self, target, _df, metadata):
-        status, headers, body = self.client.call(
-            target.node, 'DELETE', self._target_path(target,
-                                                     metadata['name']),
-            headers={'X-Timestamp': metadata['X-Timestamp']},
-            fence=self.fence, replication=True)
-        self._check_sent(target, 'DELETE', status, headers, body,
-                         (204, 404, 409))
-
-    def _send_data(self, target, df, metadata):
-        headers = {'X-Timestamp': metadata['X-Timestamp']}
-        for key, value in metadata.items():
-            if key in COPY_HEADERS or key.startswith(META_PREFIX):
-                headers[key] = str(value)
-        reader = concurrency.run_in_thread(df.reader)
-        with reader:
-            if reader.metadata['X-Timestamp'] != metadata['X-Timestamp']:
-                return  # NOTE: replaced meanwhile; the next pass sends it.
-            status, reply, body = self.client.call(
-                target.node, 'PUT', self._target_path(target,
-                                                      metadata['name']),
-                headers=headers, body=iter(reader), fence=self.fence,
-                replication=True)
-        if self._check_sent(target, 'PUT', status, reply, body, (201, 409)):
-            self.stats.bytes_pushed += int(metadata['Content-Length'])
-
-    def _check_sent(self, target, method, status, headers, body, good):
-        if status == 409 and headers.get(FENCED_HEADER):
-            raise LockLost('%s to %s refused: %s' % (
-                method, target.label, body[:200].decode('utf-8',
-                                                        'replace').strip()))
-        if status in good:
-            self.stats.objects_pushed += 1
-            return True
-        raise client_mod.NodeError('%s to %s: %s %s' % (
-            method, target.label, status, body[:200]))
+            def entries(todo=hashes, done=done):
+                done[0] = 0
+                count = size = 0
+                for entry in self._loader.entries(todo, done):
+                    lengths[entry[0]['name']] = entry[1] or 0
+                    yield entry
+                    count += 1
+                    size += entry[1] or 0
+                    if (count >= sync.STREAM_OBJECTS
+                            or size >= sync.STREAM_BYTES):
+                        return
+            results.update(self.sync.push(
+                state.peer.node, self.partition, entries, fence=self.fence,
+                replication=True))
+            hashes = hashes[max(1, done[0]):]
+        stored = [n for n, code in results.items()
+                  if code == receiver.STORED]
+        self.stats.objects_pushed += len(stored)
+        self.stats.bytes_pushed += sum(lengths.get(n, 0) for n in stored)
+        bad = {n: code for n, code in results.items()
+               if code not in (receiver.STORED, receiver.NOT_NEWER)}
+        if bad:
+            self._failed(state.peer, client_mod.NodeError(
+                'push to %s: %d objects refused, e.g. %s' % (
+                    state.peer.label, len(bad), sorted(bad.items())[:3])))
+            return False
+        return True
 
     # -- whole jobs ----------------------------------------------------------
 
-    def _level_suffix(self, suffix, replicas, pull=True):
-        """Make every replica hold the newest version of each object."""
-        listings = {}
-        for replica in replicas:
-            try:
-                listings[id(replica)] = self._list(replica, suffix)
-            except (client_mod.NodeError, exceptions.DiskFileError) as err:
-                self._failed(replica, err)
-        reachable = [r for r in replicas if id(r) in listings]
-        newest = {}
-        for replica in reachable:
-            for obj_hash, entry in listings[id(replica)].items():
-                best = newest.get(obj_hash)
-                if best is None or _version_key(entry) > _version_key(best):
-                    newest[obj_hash] = entry
-        for obj_hash, entry in sorted(newest.items()):
-            want = _version_key(entry)
-            lacking = [r for r in reachable
-                       if obj_hash not in listings[id(r)]
-                       or _version_key(listings[id(r)][obj_hash]) < want]
-            if not lacking:
-                continue
-            self._check_owner()
-            self._level_object(obj_hash, want, lacking, reachable,
-                               listings, pull)
+    def _exchange(self, replicas, pull):
+        """Check with every peer, pull what this node lacks (``pull``),
+        push what each peer lacks; return the suffixes that differed and
+        the peers that hold everything this node has."""
+        peers = [r for r in replicas if not r.local]
+        differing = sorted(
+            s for s in set(self.local.hashes).union(
+                *(p.hashes for p in peers))
+            if any(p.hashes.get(s) != self.local.hashes.get(s)
+                   for p in peers))
+        if not differing:
+            return [], peers
+        with self._timed('list'):
+            local = self._list_local(differing)
 
-    def _level_object(self, obj_hash, want, lacking, reachable, listings,
-                      pull):
-        if any(r.local for r in lacking):
-            if not pull:
-                return
-            source = next(r for r in reachable
-                          if obj_hash in listings[id(r)]
-                          and _version_key(listings[id(r)][obj_hash])
-                          == want)
+        def check(peer):
             try:
-                self._pull(source, obj_hash)
-            except (client_mod.NodeError, ValueError) as err:
-                self._failed(source, err)
-                return
+                return self._check(peer, local)
+            except client_mod.NodeError as err:
+                self._failed(peer, err)
+                return None
+        with self._timed('check'):
+            states = [s for s in worker.run_scoped(check, peers,
+                                                   len(peers))
+                      if s is not None]
+        newest = dict(local)
+        source = {}
+        for state in states:
+            for obj_hash, version in state.newer.items():
+                if obj_hash not in newest or version > newest[obj_hash]:
+                    newest[obj_hash] = version
+                    source[obj_hash] = state
+        before = local
+        if pull and source:
+            with self._timed('pull'):
+                self._pull_all(source)
+                local = self._list_local(differing)
+        level = []
+        plans = [(state, sorted(
+            h for h, version in newest.items()
+            if local.get(h) == version
+            and _lacks(state, before, h, version))) for state in states]
+        self._loader = sync.EntryLoader(self.manager, self.device,
+                                        self.partition,
+                                        [hashes for _s, hashes in plans])
+
+        def push(plan):
+            state, hashes = plan
+            if not hashes:
+                return state
+            try:
+                return state if self._push(state, hashes) else None
+            except client_mod.NodeError as err:
+                self._failed(state.peer, err)
+            except (exceptions.DiskFileError, syncstream.StreamError) as err:
+                # NOTE: a local object went bad (quarantined) or changed
+                # size while it was sent: the stream was cut, the peer
+                # kept nothing of it; the next pass sends the rest.
+                self._failed(self.local, err)
+            return None
+        with self._timed('push'):
+            for state in worker.run_scoped(push, plans, len(plans)):
+                if state is not None:
+                    level.append(state.peer)
+        return differing, level
+
+    @contextlib.contextmanager
+    def _timed(self, phase):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[phase] = (self.timings.get(phase, 0.0)
+                                   + time.monotonic() - started)
+
+    def _pull_all(self, source):
+        by_source = {}
+        for obj_hash, state in source.items():
+            by_source.setdefault(id(state), (state, []))[1].append(obj_hash)
+
+        def pull(item):
+            state, hashes = item
+            self._check_owner()
+            try:
+                self._pull(state.peer, sorted(hashes))
+            except (client_mod.NodeError, syncstream.StreamError) as err:
+                self._failed(state.peer, err)
             except exceptions.DiskFileError as err:
                 self._failed(self.local, err)
-                return
-        try:
-            self._push(obj_hash, [r for r in lacking if not r.local])
-        except exceptions.DiskFileError as err:
-            self._failed(self.local, err)
+        worker.run_scoped(pull, list(by_source.values()), len(by_source))
 
     def repair(self, pull=True):
         """Level every replica; return the suffixes synced.
 
         ``pull=False`` is push-only (the static fallback and handoffs).
         """
-        replicas = self._hash_all([self.local] + self.peers)
+        with self._timed('hash'):
+            replicas = self._hash_all([self.local] + self.peers)
         if not any(r.local for r in replicas):
             return []
         self.stats.suffixes_checked += len(self.local.hashes)
-        if pull:
-            differing = self.differing_suffixes(replicas)
-        else:
-            differing = sorted(s for s, h in self.local.hashes.items()
-                               if any(r.hashes.get(s) != h
-                                      for r in replicas))
-        # NOTE: suffixes are levelled side by side: one object at a time
-        # waits on the receivers' fsyncs, one after another. They belong
-        # to this job: one that raises (fenced) cancels the others.
-        worker.run_scoped(
-            lambda suffix: self._level_suffix(suffix, replicas, pull),
-            differing, self.suffix_concurrency)
+        differing, self.level_peers = self._exchange(replicas, pull)
         if differing:
-            self._check_owner()
+            # NOTE: no rehash here: every write recorded its suffix as
+            # invalid on its node, and the next REPLICATE there
+            # recomputes exactly those.
             self.stats.suffixes_synced += len(differing)
-            self._hash_all(replicas, recalculate=differing)
+            self.log.debug('Partition %s: %d suffixes differed; %s',
+                           self.partition, len(differing), ', '.join(
+                               '%s %.3fs' % item
+                               for item in self.timings.items()))
         return differing
-
-    def _peer_has_all(self, peer, local_hashes):
-        """True if ``peer`` holds every local object at least as new."""
-        for suffix, value in sorted(local_hashes.items()):
-            if peer.hashes.get(suffix) == value:
-                continue
-            try:
-                mine = self._list(self.local, suffix)
-                theirs = self._list(peer, suffix)
-            except (client_mod.NodeError, exceptions.DiskFileError):
-                return False
-            if any(obj_hash not in theirs
-                   or _version_key(theirs[obj_hash]) < _version_key(entry)
-                   for obj_hash, entry in mine.items()):
-                return False
-        return True
 
     def push_handoff(self, needed):
         """Push a handoff partition home; delete it if ``needed`` agree."""
         before = concurrency.run_in_thread(
             self.manager.get_hashes, self.device, self.partition)
         self.repair(pull=False)
-        confirmed = [p for p in self.peers if p.hashes is not None
-                     and self._peer_has_all(p, before)]
+        confirmed = [p for p in self.level_peers
+                     if p.hashes is not None]
         if len(confirmed) < needed:
             self.log.info('Handoff partition %s on %s: %d of %d primaries '
                           'have it all, keeping it', self.partition,
@@ -410,3 +416,29 @@ class PartitionRepair:
                           'pushing; keeping it for the next pass',
                           self.partition, self.device)
         return deleted
+
+
+@dataclasses.dataclass
+class PeerState:
+    """What one peer answered to the missing check."""
+
+    peer: Replica
+    want: set
+    newer: dict
+    suffixes: tuple
+
+
+def _lacks(state, local_before, obj_hash, version):
+    """Does the peer of ``state`` lack ``version`` of ``obj_hash``?
+
+    The peer's version is known from its answer: newer than this
+    node's offer (``newer``), older or absent (``want``), else the same
+    as this node had (offered and not wanted, or under a suffix that did
+    not differ) — or absent, when this node had none either.
+    """
+    if obj_hash in state.newer:
+        return state.newer[obj_hash] < version
+    if obj_hash in state.want:
+        return True
+    had = local_before.get(obj_hash)
+    return had is None or had < version

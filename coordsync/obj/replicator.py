@@ -12,6 +12,7 @@ locks, fencing, the watchdog and every report come from
 
 import dataclasses
 
+from coordsync import concurrency
 from coordsync.common import direct_client
 from coordsync.common import fencing
 from coordsync.common import ring as ring_mod
@@ -122,6 +123,8 @@ class ObjectReplicator(worker.Worker):
         if self.ring.has_changed():
             self.log.info('Ring file changed, reloading')
             self.ring.reload()
+        concurrency.run_in_thread(diskfile.cleanup_all_tmp, self.manager,
+                                  self.log)
 
     def abort_reason(self):
         return 'ring changed' if self.ring.has_changed() else None
@@ -143,3 +146,4 @@ class ObjectReplicator(worker.Worker):
         finally:
             self.stats.figures.add(repair.stats)
         return repair.stats.errors == 0
+

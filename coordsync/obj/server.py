@@ -7,7 +7,13 @@ built by :mod:`coordsync.common.direct_client`)::
     PUT|GET|HEAD|DELETE /objects/<dev>/<part>/<account>/<container>/<obj>
     REPLICATE /objects/<dev>/<part>[/<suffix>-<suffix>...]
     GET       /object-suffixes/<dev>/<part>/<suffix>    (object listing)
-    GET|HEAD  /object-hashes/<dev>/<part>/<suffix>/<hash>  (newest file)
+    POST      /object-sync/<dev>/<part>/check  (missing check, JSON)
+    PUT       /object-sync/<dev>/<part>        (push: a sync stream)
+    POST      /object-sync/<dev>/<part>/pull   (pull: a sync stream back)
+
+The sync requests are described in :mod:`coordsync.obj.sync`; a pushed
+stream is written by :mod:`coordsync.obj.receiver`, the one code path
+for replicated writes.
 
 Every path component is validated before anything touches a disk; a bad
 request gets a 4xx with a one-line reason and changes nothing. Writes
@@ -16,25 +22,31 @@ An unknown or unmounted device gets 507. Signatures and fencing tokens
 are checked by :class:`~coordsync.common.wsgi.NodeApp` for every route.
 """
 
+import hashlib
+import json
 import re
-import urllib.parse
+import time
 
 from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
+from coordsync.common import signing
 from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
 from coordsync.obj import diskfile
 from coordsync.obj import layout
+from coordsync.obj import receiver
+from coordsync.obj import sync
+from coordsync.obj import syncstream
 
 LOG = logging.getLogger(__name__)
 
-MAX_ACCOUNT_LENGTH = 256
-MAX_CONTAINER_LENGTH = 256
-MAX_OBJECT_LENGTH = 1024
+MAX_ACCOUNT_LENGTH = layout.MAX_ACCOUNT_LENGTH
+MAX_CONTAINER_LENGTH = layout.MAX_CONTAINER_LENGTH
+MAX_OBJECT_LENGTH = layout.MAX_OBJECT_LENGTH
 META_PREFIX = 'x-object-meta-'
 POLICY = 0  # NOTE: objects/ is policy 0, the only one so far.
 _CONTENT_LENGTH_RE = re.compile(r'[0-9]{1,19}\Z')
@@ -43,19 +55,10 @@ _ETAG_RE = re.compile(r'[0-9a-f]{32}\Z')
 
 def _check_name(kind, value, max_length, allow_slash=False):
     """Validate an account, container or object name (already decoded)."""
-    if not value:
-        raise HTTPError(400, 'empty %s name' % kind)
-    if len(value.encode('utf-8')) > max_length:
-        raise HTTPError(400, '%s name longer than %d bytes'
-                        % (kind, max_length))
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise HTTPError(400, 'control character in %s name' % kind)
-    parts = value.split('/') if allow_slash else [value]
-    if '/' in value and not allow_slash:
-        raise HTTPError(400, 'slash in %s name' % kind)
-    if any(p in ('', '.', '..') for p in parts):
-        raise HTTPError(400, 'empty, "." or ".." segment in %s name' % kind)
-    return value
+    try:
+        return layout.check_name(kind, value, max_length, allow_slash)
+    except ValueError as err:
+        raise HTTPError(400, str(err)) from None
 
 
 def _check_device(device):
@@ -126,16 +129,15 @@ def parse_suffix(parts):
     return args
 
 
-def parse_hash(parts):
-    shape = '/<device>/<partition>/<suffix>/<hash>'
+SYNC_ACTIONS = ('check', 'pull')
+
+
+def parse_sync(parts):
+    shape = '/<device>/<partition>[/check|/pull]'
     args = _device_partition(parts, shape)
-    if len(parts) != 4:
+    if len(parts) > 3 or (len(parts) == 3 and parts[2] not in SYNC_ACTIONS):
         raise HTTPError(400, 'expected %s' % shape)
-    suffix, obj_hash = parts[2], parts[3]
-    if not layout.is_suffix(suffix) or not layout.is_hash(obj_hash) \
-            or not obj_hash.endswith(suffix):
-        raise HTTPError(400, 'bad object hash %r' % obj_hash[:40])
-    args['obj_hash'] = obj_hash
+    args['action'] = parts[2] if len(parts) == 3 else None
     return args
 
 
@@ -221,11 +223,25 @@ def _put_metadata(req, when):
 # -- the handlers -------------------------------------------------------------
 
 class ObjectRoutes:
-    """The object handlers of a node, over one DiskFileManager."""
+    """The object handlers of a node, over one DiskFileManager.
 
-    def __init__(self, manager, logger=None):
+    :param secret: the cluster secret, which signs sync streams.
+    :param max_incoming: sync requests served at the same time (503
+        beyond).
+    :param replay_window: seconds a pushed stream's request signature is
+        remembered, to refuse it sent again (at least the allowed clock
+        skew, both ways).
+    """
+
+    def __init__(self, manager, logger=None, secret='', max_incoming=4,
+                 replay_window=600.0):
         self.manager = manager
         self.log = logger or LOG
+        self.secret = secret.encode('utf-8')
+        self.max_incoming = max_incoming
+        self.incoming = 0
+        self.replay_window = replay_window
+        self._seen = {}
 
     def routes(self):
         """The route set to add to a :class:`~coordsync.common.wsgi.NodeApp`.
@@ -240,8 +256,8 @@ class ObjectRoutes:
                   parse_replicate),
             route(('GET',), direct_client.OBJECT_SUFFIXES,
                   self.list_suffix, parse_suffix),
-            route(('GET', 'HEAD'), direct_client.OBJECT_HASHES,
-                  self.get_by_hash, parse_hash),
+            route(('PUT', 'POST'), direct_client.OBJECT_SYNC,
+                  self.sync_request, parse_sync),
         ]
 
     def _call(self, func, *args):
@@ -323,30 +339,197 @@ class ObjectRoutes:
                              args['partition'], args['suffix'])
         return wsgi.json_response(200, listing)
 
-    def get_by_hash(self, req, args):
-        """The newest version of an object found by hash (replication).
+    # -- partition sync (see coordsync.obj.sync) ---------------------------
 
-        The name travels in ``X-Object-Name`` (quoted), also on the 404 of
-        a tombstone, so the puller can store either by name.
-        """
-        df = self._call(self.manager.diskfile_by_hash, args['device'],
-                        args['partition'], args['obj_hash'])
+    def sync_request(self, req, args):
+        if (req.method == 'PUT') != (args['action'] is None):
+            raise HTTPError(400, 'PUT pushes a stream; POST checks or '
+                                 'pulls (/check, /pull)')
+        # NOTE: an unknown or unmounted device answers 507 before any
+        # body is read.
+        self._call(self.manager.require_device, args['device'])
+        if args['action'] == 'check':
+            return self.sync_check(req, args)
+        release = self._take_incoming()
         try:
-            reader = concurrency.run_in_thread(df.reader)
-        except exceptions.DiskFileDeleted as err:
-            error = _http_error(err)
-            error.headers['X-Object-Name'] = urllib.parse.quote(
-                (err.metadata or {}).get('name', ''))
-            raise error from None
+            if args['action'] == 'pull':
+                reply = self.sync_pull(req, args, release)
+                release = None  # NOTE: the reply's iterable releases it.
+                return reply
+            return self.sync_push(req, args)
+        finally:
+            if release is not None:
+                release()
+
+    def _take_incoming(self):
+        """Count one more sync request in; its release, or 503."""
+        if self.incoming >= self.max_incoming:
+            raise HTTPError(503, 'busy: %d sync requests in progress'
+                            % self.incoming, {'Retry-After': '1'})
+        self.incoming += 1
+        released = []
+
+        def release():
+            if not released:
+                released.append(True)
+                self.incoming -= 1
+        return release
+
+    def _json_body(self, req, limit=sync.MAX_CHECK_BODY):
+        """The request's JSON body, checked against its signed ETag."""
+        etag = (req.header('ETag') or '').strip('"').lower()
+        if not _ETAG_RE.match(etag):
+            raise HTTPError(400, 'a JSON body needs its ETag')
+        body = bytearray()
+        for chunk in req.body_chunks():
+            body += chunk
+            if len(body) > limit:
+                raise HTTPError(413, 'body larger than %d bytes' % limit)
+        if hashlib.md5(body, usedforsecurity=False).hexdigest() != etag:
+            raise HTTPError(422, 'body does not match its ETag')
+        try:
+            return json.loads(body.decode('utf-8'))
+        except ValueError as err:
+            raise HTTPError(400, 'bad JSON body: %s' % err) from None
+
+    def sync_check(self, req, args):
+        """Which offered objects this node wants, and what it has newer
+        than the offer or outside it, under the listed suffixes."""
+        data = self._json_body(req)
+        try:
+            suffixes, offer = _parse_check(data)
+        except (ValueError, KeyError, TypeError) as err:
+            raise HTTPError(400, 'bad check: %s' % err) from None
+        local = self._call(self._list_suffixes, args['device'],
+                           args['partition'], suffixes)
+        want = sorted(h for h, version in offer.items()
+                      if h not in local or version > local[h])
+        newer = {h: [when.normal, deleted]
+                 for h, (when, deleted) in local.items()
+                 if h not in offer or (when, deleted) > offer[h]}
+        return wsgi.json_response(200, {'want': want, 'newer': newer})
+
+    def _list_suffixes(self, device, partition, suffixes):
+        found = {}
+        for suffix in suffixes:
+            for obj_hash, entry in self.manager.list_suffix(
+                    device, partition, suffix).items():
+                found[obj_hash] = (timestamp.Timestamp(entry['timestamp']),
+                                   entry['deleted'])
+        return found
+
+    def _seen_before(self, signature):
+        """Remember a pushed stream's signatures (of the request and of
+        the stream); True if seen already."""
+        now = time.monotonic()
+        if len(self._seen) > 10000:
+            self._seen = {k: t for k, t in self._seen.items() if t > now}
+        if self._seen.get(signature, 0) > now:
+            return True
+        self._seen[signature] = now + self.replay_window
+        return False
+
+    def sync_push(self, req, args):
+        """Write a pushed stream; answer a status per object."""
+        signature = req.header(signing.SIGNATURE_HEADER)
+        reader = syncstream.StreamReader(
+            _input_reader(req), self.secret,
+            sync.seed(sync.PUSH_SEED, signature))
+
+        def admit():
+            # NOTE: a replay is the same request with the same stream:
+            # two pushes signed in the same second differ by their
+            # stream's signature.
+            if self._seen_before((signature, reader.signature)):
+                raise HTTPError(401, 'replayed sync request')
+            req.recheck_fence()
+        started = time.monotonic()
+        try:
+            received = receiver.receive(
+                self.manager, args['device'], args['partition'], reader,
+                admit=admit)
+        except syncstream.StreamError as err:
+            raise HTTPError(400, 'bad sync stream: %s' % err) from None
         except (exceptions.DiskFileError, ValueError) as err:
             raise _http_error(err) from None
-        headers = _metadata_headers(reader.metadata)
-        headers['X-Object-Name'] = urllib.parse.quote(
-            reader.metadata['name'])
-        if req.method == 'HEAD':
-            reader.close()
-            return 200, headers, []
-        return 200, headers, reader
+        self.log.debug('Sync push into %s/%s: %d objects, %d stored in '
+                       '%.3fs (publishing %.3fs)', args['device'],
+                       args['partition'], len(received.results),
+                       received.stored, time.monotonic() - started,
+                       received.publish_seconds)
+        return wsgi.json_response(200, {
+            'results': received.results, 'stored': received.stored,
+            'bytes': received.bytes_stored})
+
+    def sync_pull(self, req, args, release):
+        """A stream of the newest versions of the asked hashes."""
+        data = self._json_body(req)
+        hashes = data.get('hashes') if isinstance(data, dict) else None
+        if not isinstance(hashes, list) or not all(
+                isinstance(h, str) and layout.is_hash(h) for h in hashes):
+            raise HTTPError(400, 'bad pull: "hashes" must list object '
+                                 'hashes')
+        signature = req.header(signing.SIGNATURE_HEADER)
+        entries = sync.object_entries(self.manager, args['device'],
+                                      args['partition'], hashes)
+        body = syncstream.encode(entries, self.secret,
+                                 sync.seed(sync.PULL_SEED, signature))
+        return 200, {'Content-Type': sync.STREAM_TYPE}, \
+            _Releasing(body, release)
+
+
+class _Releasing:
+    """A reply body that calls ``release`` once sent or dropped."""
+
+    def __init__(self, body, release):
+        self._body = body
+        self._release = release
+
+    def __iter__(self):
+        return iter(self._body)
+
+    def close(self):
+        try:
+            self._body.close()
+        finally:
+            self._release()
+
+
+def _input_reader(req):
+    """``read(n)`` of the request body; a client gone is a StreamError
+    (the stream is cut)."""
+    wsgi_input = req.env['wsgi.input']
+
+    def read(amount):
+        try:
+            return wsgi_input.read(amount)
+        except (OSError, ValueError) as err:
+            raise syncstream.StreamError('client disconnected: %s'
+                                         % err) from None
+    return read
+
+
+def _parse_check(data):
+    """``(suffixes, {hash: (Timestamp, deleted)})`` of a check body."""
+    if not isinstance(data, dict):
+        raise ValueError('a check is a JSON object')
+    suffixes = data['suffixes']
+    if not isinstance(suffixes, list) or not all(
+            isinstance(s, str) and layout.is_suffix(s) for s in suffixes):
+        raise ValueError('"suffixes" must list suffixes')
+    suffixes = sorted(set(suffixes))
+    if not isinstance(data.get('offer'), dict):
+        raise ValueError('"offer" must be an object')
+    listed = set(suffixes)
+    offer = {}
+    for obj_hash, (when, deleted) in data['offer'].items():
+        if not layout.is_hash(obj_hash) or obj_hash[-3:] not in listed:
+            raise ValueError('offered hash %r is not under the suffixes'
+                             % obj_hash[:40])
+        if not isinstance(deleted, bool) or not isinstance(when, str):
+            raise ValueError('an offer is [timestamp, deleted]')
+        offer[obj_hash] = (timestamp.Timestamp(when), deleted)
+    return suffixes, offer
 
 
 class NodeServer(wsgi.NodeApp):
@@ -369,4 +552,14 @@ class NodeServer(wsgi.NodeApp):
             reclaim_age=conf.reclaim_age,
             hash_prefix=conf.hash_path_prefix,
             hash_suffix=conf.hash_path_suffix, logger=self.log)
-        self.add_routes(ObjectRoutes(self.manager, self.log).routes())
+        self.add_routes(ObjectRoutes(
+            self.manager, self.log, secret=conf.cluster_secret,
+            max_incoming=conf.replicator.max_incoming,
+            replay_window=2.0 * conf.server.max_clock_skew).routes())
+
+    def open(self):
+        """Create what the server needs on disk, and remove temporary
+        files that crashed writes left (older than TMP_MAX_AGE: a
+        replicator of this node may be writing some now)."""
+        super().open()
+        diskfile.cleanup_all_tmp(self.manager, self.log)

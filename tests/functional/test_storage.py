@@ -384,6 +384,7 @@ def _reads(cluster, part):
     """Good read-only requests: they must change nothing on disk either."""
     obj_hash = cluster.obj_hash('cont', 'table-object')
     base = '/objects/d1/%d' % part
+    pull = json.dumps({'hashes': [obj_hash]}).encode()
     return [
         Probe('GET stored', 'GET', base + '/acct/cont/table-object', {}, None,
             200),
@@ -393,8 +394,9 @@ def _reads(cluster, part):
             None, 404),
         Probe('listing', 'GET', client.suffix_path(
             'd1', part, hashing.suffix_of(obj_hash)), {}, None, 200),
-        Probe('by hash', 'HEAD', client.object_hash_path('d1', part, obj_hash),
-            {}, None, 200),
+        Probe('sync pull', 'POST', client.sync_path('d1', part, 'pull'),
+            {'ETag': hashlib.md5(pull).hexdigest(),
+             'Content-Length': str(len(pull))}, pull, 200),
         Probe('healthcheck', 'GET', '/healthcheck', {}, None, 200,
             signed=False),
     ]
@@ -511,7 +513,8 @@ def test_node_client_streams_and_keeps_connections_alive(local_cluster):
     assert status == 201, reply
     obj_hash = cluster.obj_hash('cont', name)
     for _ in range(3):
-        resp = nodes_client.get_by_hash(node, part, obj_hash)
+        resp = nodes_client.request(node, 'GET', client.object_path(
+            node['device'], part, 'acct', 'cont', name))
         assert resp.status == 200
         md5 = hashlib.md5()
         for chunk in resp.iter_body(10000):

@@ -22,6 +22,8 @@ from coordsync.common import wsgi
 from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import server
+from coordsync.obj import sync
+from coordsync.obj import syncstream
 
 SECRET = 'unit-secret'
 NOW = float(int(time.time()))
@@ -263,8 +265,11 @@ def test_unknown_device_is_507(app):
     assert call(app, 'GET', '/objects/sdz/7/AUTH_a/c/o').status == 507
     assert call(app, 'REPLICATE', '/objects/sdz/7').status == 507
     assert call(app, 'GET', '/object-suffixes/sdz/7/abc').status == 507
-    path = '/object-hashes/sdz/7/abc/' + 'f' * 29 + 'abc'
-    assert call(app, 'GET', path).status == 507
+    assert check(app, [], {}, path='/object-sync/sdz/7/check')[0] \
+        .status == 507
+    assert pull(app, [], path='/object-sync/sdz/7/pull')[0].status == 507
+    assert push_stream(app, [entry('o', b'x')],
+                       path='/object-sync/sdz/7')[0].status == 507
 
 
 @pytest.mark.parametrize('method', ['POST', 'COPY', 'FOO'])
@@ -403,22 +408,6 @@ def test_replicate_and_listing(app):
         obj_hash: {'timestamp': ts(1), 'deleted': True}}
 
 
-def test_get_by_hash(app):
-    body = b'by hash'
-    assert put(app, body=body, when=ts()).status == 201
-    path = client.object_hash_path('sda', 7, _obj_hash())
-    assert path.startswith('/object-hashes/sda/7/')
-    reply = call(app, 'GET', path)
-    assert (reply.status, reply.body) == (200, body)
-    assert reply.headers['X-Object-Name'] == '/AUTH_a/c/o'
-    assert call(app, 'HEAD', path).body == b''
-    assert delete(app, when=ts(1)).status == 204
-    gone = call(app, 'GET', path)
-    assert gone.status == 404
-    assert gone.headers['X-Backend-Timestamp'] == ts(1)
-    assert gone.headers['X-Object-Name'] == '/AUTH_a/c/o'
-
-
 @pytest.mark.parametrize('method, path', [
     ('REPLICATE', '/objects/sda/7/zzz'),
     ('REPLICATE', '/objects/sda/7/abc-abcd'),
@@ -430,10 +419,14 @@ def test_get_by_hash(app):
     ('GET', '/object-suffixes/sda/7/abc-def'),
     ('GET', '/object-suffixes/sda/7'),
     ('GET', '/object-suffixes/sda/7/abc/def'),
-    ('GET', '/object-hashes/sda/7/abc/' + 'f' * 32),
-    ('GET', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'ABC'),
-    ('GET', '/object-hashes/sda/7/abc'),
-    ('GET', '/object-hashes/sda/7/abc/%s/x' % ('f' * 29 + 'abc')),
+    ('POST', '/object-sync/sda/7/foo'),
+    ('POST', '/object-sync/sda/7/check/x'),
+    ('POST', '/object-sync/sda/x/check'),
+    ('POST', '/object-sync/sda'),
+    ('POST', '/object-sync/sda/7'),
+    ('PUT', '/object-sync/sda/7/check'),
+    ('PUT', '/object-sync/sda/7/pull'),
+    ('PUT', '/object-sync/../7'),
     ('GET', '/healthcheck/x'),
 ])
 def test_bad_replication_paths(app, method, path):
@@ -447,7 +440,7 @@ def test_bad_replication_paths(app, method, path):
 
 @pytest.mark.parametrize('path', [
     '/sda/7/AUTH_a/c/o', '/', '/object', '/objectsx/sda/7/a/c/o',
-    '/containers/sda/7/a/c'])
+    '/containers/sda/7/a/c', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'abc'])
 def test_unknown_prefix_is_404_with_one_line(app, path):
     reply = call(app, 'GET', path)
     assert reply.status == 404
@@ -457,7 +450,8 @@ def test_unknown_prefix_is_404_with_one_line(app, path):
 
 @pytest.mark.parametrize('method, path, allow', [
     ('POST', OBJ, 'DELETE, GET, HEAD, PUT, REPLICATE'),
-    ('PUT', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'abc', 'GET, HEAD'),
+    ('GET', '/object-sync/sda/7', 'POST, PUT'),
+    ('DELETE', '/object-sync/sda/7/check', 'POST, PUT'),
     ('DELETE', '/object-suffixes/sda/7/abc', 'GET'),
     ('REPLICATE', '/healthcheck', 'GET, HEAD'),
 ])
@@ -845,6 +839,521 @@ def test_lease_store_failure_is_503(app, monkeypatch):
     monkeypatch.setattr(app.token_store, 'admitted_at', unavailable)
     assert push(app).status == 503
     assert app.manager.partitions('sda') == []
+
+
+# -- partition sync: check, push, pull ----------------------------------------
+
+SYNC = client.sync_path('sda', 7)
+
+
+def etag(body):
+    return hashlib.md5(body).hexdigest()
+
+
+def json_call(app, path, payload, headers=None, body=None, **kw):
+    """A signed POST of a JSON body bound to it by its ETag."""
+    raw = json.dumps(payload).encode('utf-8') if body is None else body
+    headers = dict({'ETag': etag(raw), 'Content-Length': str(len(raw))},
+                   **(headers or {}))
+    env = environ('POST', path, headers, raw, **kw)
+    return run_app(app, env), env
+
+
+def check(app, suffixes, offer, path=SYNC + '/check', **kw):
+    """A missing check; ``offer`` maps hash -> [timestamp, deleted]."""
+    return json_call(app, path, {'suffixes': suffixes, 'offer': offer},
+                     **kw)
+
+
+def pull(app, hashes, path=SYNC + '/pull', **kw):
+    return json_call(app, path, {'hashes': hashes}, **kw)
+
+
+def entry(name, body, when=None, **metadata):
+    """A stream entry of object ``/AUTH_a/c/<name>``."""
+    meta = dict({'name': '/AUTH_a/c/' + name, 'X-Timestamp': when or ts(),
+                 'ETag': etag(body)}, **metadata)
+    return meta, len(body), [body]
+
+
+def tombstone(name, when=None):
+    return {'name': '/AUTH_a/c/' + name, 'X-Timestamp': when or ts()}, \
+        None, None
+
+
+def stream_env(entries, path=SYNC, fence=None, query='', key=SECRET,
+               headers=None, cut=None):
+    """The environ of a signed push of a sync stream, as NodeClient
+    sends one (chunked; the stream seeded with the request signature),
+    and its body."""
+    headers = dict(headers or {})
+    if fence is not None:
+        headers.update(fence.headers())
+    headers.update(signing.sign(SECRET, 'PUT', path, query, headers))
+    body = b''.join(syncstream.encode(
+        entries, key.encode(), sync.seed(sync.PUSH_SEED,
+                                         headers[signing.SIGNATURE_HEADER])))
+    if cut is not None:
+        body = body[:cut]
+    headers['Transfer-Encoding'] = 'chunked'
+    return environ('PUT', path, headers, body, query=query,
+                   signed=False), body
+
+
+def push_stream(app, entries, **kw):
+    env, body = stream_env(entries, **kw)
+    return run_app(app, env), env, body
+
+
+def results(reply):
+    assert reply.status == 200, reply
+    return json.loads(reply.body)
+
+
+def tmp_left(conf):
+    tmp_dir = os.path.join(conf.devices, 'sda', 'tmp')
+    return os.listdir(tmp_dir) if os.path.isdir(tmp_dir) else []
+
+
+def routes_of(app):
+    """The app's ObjectRoutes (the sync routes' handler's owner)."""
+    route, _parts = app.router.match('PUT', SYNC)
+    return route.handler.__self__
+
+
+def _newest(app, name='o'):
+    """What is stored of ``/AUTH_a/c/<name>``: (status, timestamp, body)."""
+    reply = call(app, 'GET', '/objects/sda/7/AUTH_a/c/' + name)
+    when = reply.headers.get('X-Timestamp') or reply.headers.get(
+        'X-Backend-Timestamp')
+    return reply.status, when, reply.body
+
+
+def test_check_wants_what_is_missing_or_older_here(app):
+    names = ['missing', 'older', 'newer', 'same', 'tomb-here',
+             'data-here', 'only-here']
+    hashes = {n: _obj_hash('o/' + n) for n in names}
+    assert put(app, OBJ + '/older', when=ts(1)).status == 201
+    assert put(app, OBJ + '/newer', when=ts(3)).status == 201
+    assert put(app, OBJ + '/same', when=ts(1)).status == 201
+    assert delete(app, OBJ + '/tomb-here', when=ts(5)).status == 404
+    assert put(app, OBJ + '/data-here', when=ts(5)).status == 201
+    assert put(app, OBJ + '/only-here', when=ts(1)).status == 201
+    offer = {hashes['missing']: [ts(1), False],
+             hashes['older']: [ts(2), False],
+             hashes['newer']: [ts(2), False],
+             hashes['same']: [ts(1), False],
+             # Data offered at the tombstone's timestamp: the tombstone
+             # wins the tie, so it is not wanted, and offered back.
+             hashes['tomb-here']: [ts(5), False],
+             # A tombstone offered at the data's timestamp wins.
+             hashes['data-here']: [ts(5), True]}
+    suffixes = sorted({h[-3:] for h in hashes.values()})
+    reply, _env = check(app, suffixes, offer)
+    assert reply.status == 200, reply
+    assert reply.headers['Content-Type'] == 'application/json'
+    answer = json.loads(reply.body)
+    assert sorted(answer['want']) == sorted(
+        hashes[n] for n in ('missing', 'older', 'data-here'))
+    assert answer['newer'] == {
+        hashes['newer']: [ts(3), False],
+        hashes['tomb-here']: [ts(5), True],
+        hashes['only-here']: [ts(1), False]}
+
+
+def test_check_answers_only_for_the_listed_suffixes(app):
+    assert put(app, when=ts(1)).status == 201
+    suffix = _obj_hash()[-3:]
+    other = 'fff' if suffix != 'fff' else 'ffe'
+    reply, _env = check(app, [other], {})
+    assert json.loads(reply.body) == {'want': [], 'newer': {}}
+    reply, _env = check(app, [suffix], {})
+    assert json.loads(reply.body) == {
+        'want': [], 'newer': {_obj_hash(): [ts(1), False]}}
+
+
+def test_check_changes_nothing_and_takes_no_incoming_slot(app):
+    routes_of(app).incoming = routes_of(app).max_incoming
+    reply, _env = check(app, ['abc'], {'f' * 29 + 'abc': [ts(), False]})
+    assert json.loads(reply.body)['want'] == ['f' * 29 + 'abc']
+    assert app.manager.partitions('sda') == []
+
+
+@pytest.mark.parametrize('payload, body, reason', [
+    (None, b'not json', b'bad JSON body'),
+    (None, b'\xff\xfe', b'bad JSON body'),
+    ([], None, b'bad check'),
+    ({'offer': {}}, None, b'bad check'),
+    ({'suffixes': 'abc', 'offer': {}}, None, b'bad check'),
+    ({'suffixes': ['abc', 'xyz'], 'offer': {}}, None, b'bad check'),
+    ({'suffixes': ['abc'], 'offer': []}, None, b'bad check'),
+    ({'suffixes': ['abc'], 'offer': {'f' * 29 + 'abc': [ts()]}}, None,
+     b'bad check'),
+    ({'suffixes': ['abc'], 'offer': {'f' * 29 + 'abc': [ts(), 'no']}},
+     None, b'bad check'),
+    ({'suffixes': ['abc'], 'offer': {'f' * 29 + 'abc': [1.5, False]}},
+     None, b'bad check'),
+    ({'suffixes': ['abc'], 'offer': {'f' * 29 + 'abc': ['nan', False]}},
+     None, b'bad check'),
+    ({'suffixes': ['abc'], 'offer': {'F' * 29 + 'ABC': [ts(), False]}},
+     None, b'bad check'),
+    # An offered hash must be under one of the listed suffixes.
+    ({'suffixes': ['abc'], 'offer': {'f' * 29 + 'abd': [ts(), False]}},
+     None, b'bad check: offered hash'),
+])
+def test_bad_check_is_400(app, payload, body, reason):
+    """Each a one-line 400, no 500."""
+    reply, _env = json_call(app, SYNC + '/check', payload, body=body)
+    assert reply.status == 400, reply
+    assert reply.body.startswith(reason), reply
+    assert reply.body.count(b'\n') == 1
+
+
+def test_check_body_must_match_its_signed_etag(app):
+    body = json.dumps({'suffixes': ['abc'], 'offer': {}}).encode()
+    other = json.dumps({'suffixes': ['abd'], 'offer': {}}).encode()
+    headers = {'ETag': etag(other), 'Content-Length': str(len(body))}
+    reply = call(app, 'POST', SYNC + '/check', headers, body)
+    assert (reply.status, reply.body) == (
+        422, b'body does not match its ETag\n')
+    reply = call(app, 'POST', SYNC + '/check',
+                 {'Content-Length': str(len(body))}, body)
+    assert (reply.status, reply.body) == (
+        400, b'a JSON body needs its ETag\n')
+
+
+def test_check_body_is_bounded(app):
+    body = b' ' * (sync.MAX_CHECK_BODY + 1)
+    reply, _env = json_call(app, SYNC + '/check', None, body=body)
+    assert reply.status == 413
+
+
+def test_push_stores_every_object_of_the_stream(app, conf):
+    large = os.urandom(200000)
+    reply, _env, _body = push_stream(app, [
+        entry('o', b'hello', when=ts(1), **{
+            'Content-Type': 'text/plain', 'X-Object-Meta-Color': 'blue'}),
+        entry('big', large, when=ts(2)),
+        entry('empty', b'', when=ts(3)),
+        tombstone('gone', when=ts(4))])
+    answer = results(reply)
+    assert answer == {'results': {'/AUTH_a/c/o': 201, '/AUTH_a/c/big': 201,
+                                  '/AUTH_a/c/empty': 201,
+                                  '/AUTH_a/c/gone': 201},
+                      'stored': 4, 'bytes': 5 + len(large)}
+    got = call(app, 'GET', OBJ)
+    assert (got.status, got.body) == (200, b'hello')
+    assert got.headers['X-Timestamp'] == ts(1)
+    assert got.headers['Content-Type'] == 'text/plain'
+    assert got.headers['X-Object-Meta-Color'] == 'blue'
+    assert got.headers['ETag'] == etag(b'hello')
+    assert _newest(app, 'big') == (200, ts(2), large)
+    assert _newest(app, 'empty') == (200, ts(3), b'')
+    assert _newest(app, 'gone') == (404, ts(4), b'deleted\n')
+    assert tmp_left(conf) == []
+    assert routes_of(app).incoming == 0
+
+
+def test_push_skips_what_is_not_newer(app):
+    assert put(app, body=b'stored', when=ts(5)).status == 201
+    assert put(app, OBJ + '2', body=b'stored', when=ts(5)).status == 201
+    assert delete(app, OBJ + '3', when=ts(5)).status == 404
+    reply, _env, _body = push_stream(app, [
+        entry('o', b'older', when=ts(4)),
+        entry('o2', b'same time', when=ts(5)),
+        entry('o3', b'data at the tombstone time', when=ts(5)),
+        entry('o4', b'new', when=ts(1))])
+    assert results(reply)['results'] == {
+        '/AUTH_a/c/o': 409, '/AUTH_a/c/o2': 409, '/AUTH_a/c/o3': 409,
+        '/AUTH_a/c/o4': 201}
+    assert _newest(app, 'o') == (200, ts(5), b'stored')
+    assert _newest(app, 'o2') == (200, ts(5), b'stored')
+    assert _newest(app, 'o3') == (404, ts(5), b'deleted\n')
+
+
+def test_push_tombstone_wins_a_tie_with_data(app):
+    assert put(app, body=b'stored', when=ts(5)).status == 201
+    reply, _env, _body = push_stream(app, [tombstone('o', when=ts(5))])
+    assert results(reply)['results'] == {'/AUTH_a/c/o': 201}
+    assert _newest(app) == (404, ts(5), b'deleted\n')
+
+
+def test_push_body_not_matching_its_etag_is_422_for_it_alone(app, conf):
+    bad_large = entry('big', b'y' * 100000)
+    bad_large[0]['ETag'] = etag(b'something else')
+    reply, _env, _body = push_stream(app, [
+        entry('o', b'good', when=ts(1)),
+        (dict(entry('bad', b'body')[0], ETag=etag(b'other')), 4,
+         [b'body']),
+        bad_large,
+        entry('o2', b'good too', when=ts(1))])
+    answer = results(reply)
+    assert answer['results'] == {'/AUTH_a/c/o': 201, '/AUTH_a/c/bad': 422,
+                                 '/AUTH_a/c/big': 422, '/AUTH_a/c/o2': 201}
+    assert answer['stored'] == 2
+    assert _newest(app, 'bad')[0] == _newest(app, 'big')[0] == 404
+    assert _newest(app, 'o2') == (200, ts(1), b'good too')
+    assert tmp_left(conf) == []
+
+
+@pytest.mark.parametrize('name', ['/a/c', '/AUTH_a/../o', '/AUTH_a/c/o\x01',
+                                  'AUTH_a/c/o', '/AUTH_a//o'])
+def test_push_bad_object_name_is_400_for_it_alone(app, name):
+    reply, _env, _body = push_stream(app, [
+        ({'name': name, 'X-Timestamp': ts(), 'ETag': etag(b'x')}, 1,
+         [b'x']),
+        entry('o', b'fine')])
+    assert results(reply)['results'] == {name: 400, '/AUTH_a/c/o': 201}
+    assert app.manager.list_suffix('sda', 7, _obj_hash()[-3:]) == {
+        _obj_hash(): {'timestamp': ts(), 'deleted': False}}
+
+
+def _nothing_stored(app, conf, names=('o', 'big'), incoming=0):
+    for name in names:
+        assert call(app, 'GET', '/objects/sda/7/AUTH_a/c/' + name).status \
+            == 404
+        assert app.manager.list_suffix('sda', 7,
+                                       _obj_hash(name)[-3:]) == {}
+    assert tmp_left(conf) == []
+    assert routes_of(app).incoming == incoming
+
+
+def two_objects():
+    return [entry('o', b'hello'), entry('big', b'z' * 150000)]
+
+
+def test_push_signed_with_another_key_stores_nothing(app, conf):
+    reply, _env, _body = push_stream(app, two_objects(), key='not-it')
+    assert reply.status == 400
+    assert reply.body == (b'bad sync stream: stream signature does not '
+                          b'match\n')
+    _nothing_stored(app, conf)
+
+
+@pytest.mark.parametrize('cut', [-1, -66, -200, -150100, 30])
+def test_truncated_push_stores_nothing(app, conf, cut):
+    reply, _env, _body = push_stream(app, two_objects(), cut=cut)
+    assert reply.status == 400
+    assert reply.body.startswith(b'bad sync stream: ')
+    _nothing_stored(app, conf)
+
+
+def test_push_stream_with_a_pull_seed_is_refused(app, conf):
+    """A pull's reply passed off as a push does not verify."""
+    headers = signing.sign(SECRET, 'PUT', SYNC, '', {})
+    body = b''.join(syncstream.encode(
+        two_objects(), SECRET.encode(),
+        sync.seed(sync.PULL_SEED, headers[signing.SIGNATURE_HEADER])))
+    reply = run_app(app, environ('PUT', SYNC, headers, body, signed=False))
+    assert reply.status == 400
+    _nothing_stored(app, conf)
+
+
+def test_push_stream_of_another_request_is_refused(app, conf):
+    _env, body = stream_env(two_objects())
+    # The same stream under a request signed one second later.
+    headers = signing.sign(SECRET, 'PUT', SYNC, '', {},
+                           now=time.time() + 1)
+    reply = run_app(app, environ('PUT', SYNC, headers, body, signed=False))
+    assert reply.status == 400
+    _nothing_stored(app, conf)
+
+
+def test_replayed_push_is_401_and_stores_nothing(app, conf):
+    env, body = stream_env([entry('o', b'hello', when=ts(1))])
+    assert results(run_app(app, dict(env)))['stored'] == 1
+    # The partition moves away (a handoff deleted after its push).
+    assert app.manager.delete_partition('sda', 7)
+    again = dict(env, **{'wsgi.input': io.BytesIO(body)})
+    reply = run_app(app, again)
+    assert (reply.status, reply.body) == (401, b'replayed sync request\n')
+    _nothing_stored(app, conf, names=['o'])
+
+
+def test_request_signed_alike_with_another_stream_is_no_replay(app):
+    """Two pushes in one second sign their requests alike; their streams
+    (seeded with that signature) differ."""
+    headers = signing.sign(SECRET, 'PUT', SYNC, '', {})
+    seed = sync.seed(sync.PUSH_SEED, headers[signing.SIGNATURE_HEADER])
+    for name in ('first', 'second'):
+        body = b''.join(syncstream.encode([entry(name, b'x')],
+                                          SECRET.encode(), seed))
+        reply = run_app(app, environ('PUT', SYNC, headers, body,
+                                     signed=False))
+        assert results(reply)['results'] == {'/AUTH_a/c/' + name: 201}
+
+
+def test_push_with_an_old_fence_is_409_and_stores_nothing(app, conf):
+    assert fenced(app, token=9).status == 200
+    reply, _env, _body = push_stream(app, two_objects(),
+                                     fence=fencing.Fence(ITEM, 8))
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    _nothing_stored(app, conf)
+    reply, _env, _body = push_stream(app, two_objects(),
+                                     fence=fencing.Fence(ITEM, 9))
+    assert results(reply)['stored'] == 2
+
+
+def test_fence_going_stale_during_a_push_publishes_nothing(app, conf):
+    env, body = stream_env(two_objects(), fence=fencing.Fence(ITEM, 8))
+    env['wsgi.input'] = SlowBody(body, lambda: fenced(app, token=9))
+    reply = run_app(app, env)
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert env['wsgi.input'].meanwhile is None  # read to its end
+    _nothing_stored(app, conf)
+
+
+def test_push_fence_must_name_the_partition(app, conf):
+    reply, _env, _body = push_stream(
+        app, two_objects(), fence=fencing.Fence('coordsync/replicate/0/8',
+                                                5))
+    assert reply.status == 400
+    _nothing_stored(app, conf)
+
+
+def test_static_push_into_a_locked_partition_is_409(app, conf):
+    asked = _holders(app, {ITEM: 'n1@host.boot'})
+    reply, _env, _body = push_stream(
+        app, two_objects(), query=fencing.REPLICATION_QUERY,
+        headers={'X-Coordsync-Member': 'n2@host.boot'})
+    assert reply.status == 409
+    assert reply.headers['X-Coordsync-Fenced'] == 'true'
+    assert asked == [ITEM]
+    _nothing_stored(app, conf)
+    # The holder itself may push without a token.
+    reply, _env, _body = push_stream(
+        app, two_objects(), query=fencing.REPLICATION_QUERY,
+        headers={'X-Coordsync-Member': 'n1@host.boot'})
+    assert results(reply)['stored'] == 2
+
+
+def test_static_push_refused_when_the_lock_is_taken_meanwhile(app, conf):
+    holders = {}
+    _holders(app, holders)
+    env, body = stream_env(two_objects(), query=fencing.REPLICATION_QUERY,
+                           headers={'X-Coordsync-Member': 'n2@host.boot'})
+    env['wsgi.input'] = SlowBody(
+        body, lambda: holders.update({ITEM: 'n1@host.boot'}))
+    reply = run_app(app, env)
+    assert reply.status == 409
+    _nothing_stored(app, conf)
+
+
+@pytest.mark.parametrize('action', ['push', 'pull'])
+def test_sync_beyond_max_incoming_is_503(app, conf, action):
+    routes = routes_of(app)
+    assert routes.max_incoming == conf.replicator.max_incoming
+    routes.incoming = routes.max_incoming
+    if action == 'push':
+        reply = push_stream(app, two_objects())[0]
+    else:
+        reply = pull(app, [_obj_hash()])[0]
+    assert reply.status == 503
+    assert reply.headers['Retry-After'] == '1'
+    assert reply.body.startswith(b'busy: ')
+    _nothing_stored(app, conf, incoming=routes.max_incoming)
+    routes.incoming -= 1
+    if action == 'push':
+        reply = push_stream(app, two_objects())[0]
+        assert results(reply)['stored'] == 2
+    else:
+        assert pull(app, [_obj_hash()])[0].status == 200
+    assert routes.incoming == routes.max_incoming - 1
+
+
+def test_incoming_slot_is_held_while_a_pull_is_sent(app):
+    routes = routes_of(app)
+    assert put(app, body=b'x' * 200000).status == 201
+    reply_chunks = []
+    env = environ('POST', SYNC + '/pull', {
+        'ETag': etag(b'{"hashes": ["%s"]}' % _obj_hash().encode())},
+        b'{"hashes": ["%s"]}' % _obj_hash().encode())
+    body = app(env, lambda status, headers: reply_chunks.append(status))
+    assert reply_chunks == ['200 OK']
+    assert routes.incoming == 1
+    next(iter(body))
+    assert routes.incoming == 1
+    body.close()
+    assert routes.incoming == 0
+
+
+@pytest.mark.parametrize('status_of', [
+    lambda app: push_stream(app, two_objects(), key='bad')[0],
+    lambda app: pull(app, ['bad'])[0],
+    lambda app: pull(app, [], body=b'nope')[0]])
+def test_incoming_slot_is_released_after_a_refusal(app, status_of):
+    assert status_of(app).status == 400
+    assert routes_of(app).incoming == 0
+
+
+def read_stream(reply, env, key=SECRET, direction=sync.PULL_SEED):
+    """[(kind, metadata, body)] of a verified pull reply."""
+    reader = syncstream.StreamReader(
+        io.BytesIO(reply.body).read, key.encode(),
+        sync.seed(direction, env['HTTP_X_COORDSYNC_SIGNATURE']))
+    frames = [(f.kind, f.metadata, b''.join(f.chunks())) for f in reader]
+    assert reader.verified
+    return frames
+
+
+def test_pull_streams_the_newest_versions_asked_for(app):
+    large = os.urandom(150000)
+    assert put(app, body=b'old', when=ts(1)).status == 201
+    assert put(app, body=b'hello', when=ts(2), ETag=etag(b'hello'), **{
+        'Content-Type': 'text/plain', 'X-Object-Meta-Color': 'blue'}
+        ).status == 201
+    assert put(app, OBJ + '-big', body=large, when=ts(3)).status == 201
+    assert delete(app, OBJ + '-gone', when=ts(4)).status == 404
+    asked = [_obj_hash('o-gone'), _obj_hash(), _obj_hash('never'),
+             _obj_hash('o-big')]
+    reply, env = pull(app, asked)
+    assert reply.status == 200, reply
+    assert reply.headers['Content-Type'] == sync.STREAM_TYPE
+    frames = read_stream(reply, env)
+    assert [(k, m['name']) for k, m, _b in frames] == [
+        ('DEL', '/AUTH_a/c/o-gone'), ('OBJ', '/AUTH_a/c/o'),
+        ('OBJ', '/AUTH_a/c/o-big')]
+    assert frames[0][1] == {'name': '/AUTH_a/c/o-gone',
+                            'X-Timestamp': ts(4)}
+    assert frames[1][1] == {'name': '/AUTH_a/c/o', 'X-Timestamp': ts(2),
+                            'Content-Type': 'text/plain',
+                            'ETag': etag(b'hello'), 'Content-Length': '5',
+                            'X-Object-Meta-Color': 'blue'}
+    assert frames[1][2] == b'hello'
+    assert frames[2][2] == large
+    assert routes_of(app).incoming == 0
+
+
+def test_pull_of_nothing_is_an_empty_verified_stream(app):
+    reply, env = pull(app, [])
+    assert read_stream(reply, env) == []
+
+
+@pytest.mark.parametrize('direction, key', [
+    (sync.PUSH_SEED, SECRET), (sync.PULL_SEED, 'another-secret')])
+def test_pull_reply_verifies_only_as_that_pull(app, direction, key):
+    assert put(app).status == 201
+    reply, env = pull(app, [_obj_hash()])
+    with pytest.raises(syncstream.StreamError, match='does not match'):
+        read_stream(reply, env, key=key, direction=direction)
+
+
+@pytest.mark.parametrize('payload', [
+    {'hashes': ['xyz']}, {'hashes': ['F' * 32]}, {'hashes': 'f' * 32},
+    {'hashes': [5]}, {}, [], {'hashes': ['f' * 31]}])
+def test_bad_pull_is_400(app, payload):
+    reply, _env = json_call(app, SYNC + '/pull', payload)
+    assert reply.status == 400
+    assert reply.body.startswith(b'bad pull')
+    assert routes_of(app).incoming == 0
+
+
+def test_pull_body_must_match_its_signed_etag(app):
+    body = b'{"hashes": []}'
+    reply = call(app, 'POST', SYNC + '/pull', {'ETag': etag(b'{}')}, body)
+    assert reply.status == 422
 
 
 # -- the access log ----------------------------------------------------------
