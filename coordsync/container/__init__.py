@@ -1,6 +1,10 @@
 """Container and account databases and the daemons that keep them level.
 
-Empty for now: the container layer (SQLite databases, their server
-handlers, the container replicator, container sync and the reconciler)
-is built on :mod:`coordsync.common.worker` like the object replicator.
+* :mod:`~coordsync.container.backend` -- the SQLite database of each
+  container (its object rows) and account (its container rows), with
+  Swift's merge, status and listing rules.
+
+Still to come: their server handlers, the container replicator,
+container sync and the reconciler, built on
+:mod:`coordsync.common.worker` like the object replicator.
 """
