@@ -41,6 +41,7 @@ from coordsync.common import timestamp
 from coordsync.obj import client as object_client
 from coordsync.obj import diskfile
 from coordsync.obj import hashes
+from coordsync.obj import layout
 from tests.functional import nodes
 from tests.functional import zookeeper
 
@@ -303,6 +304,23 @@ class LocalCluster:
             if len(expected) == len(bodies):
                 return part, expected
         raise AssertionError('too few names in partition %d' % part)
+
+    def receiving(self, part, sender='n1'):
+        """``{tmp file: size}`` of the bodies the other primaries of
+        ``part`` are receiving (a sync stream in progress)."""
+        sizes = {}
+        for node, device in self.primaries(part).items():
+            if node == sender:
+                continue
+            tmp = os.path.join(self.workdir, node, 'devices', device,
+                               layout.TMPDIR)
+            for name in os.listdir(tmp) if os.path.isdir(tmp) else ():
+                try:
+                    sizes[os.path.join(tmp, name)] = os.stat(
+                        os.path.join(tmp, name)).st_size
+                except FileNotFoundError:
+                    pass
+        return sizes
 
     def objects_on(self, node, part):
         """How many objects ``node``'s replica of ``part`` holds."""
@@ -795,8 +813,9 @@ def access_lines(cluster):
 
 
 def object_writes(cluster, member=None, part=None, accepted=True):
-    """Writes (PUT, POST, DELETE) on ``/objects/<dev>/<part>/...`` sent
-    by a member (``member``: by that one), as ``(partition, Access)``;
+    """Writes (PUT, POST, DELETE) on ``/objects/<dev>/<part>/...`` and
+    sync pushes (PUT ``/object-sync/<dev>/<part>``) sent by a member
+    (``member``: by that one), as ``(partition, Access)``;
     ``accepted``: only those answered 2xx (a refused one wrote
     nothing)."""
     writes = []
@@ -805,7 +824,11 @@ def object_writes(cluster, member=None, part=None, accepted=True):
                 line.member is None:
             continue
         parts = line.path.split('?')[0].split('/')
-        if len(parts) < 5 or parts[1] != 'objects':
+        # NOTE: a sync push (PUT /object-sync/<dev>/<part>) writes a
+        # batch of objects, published at its end.
+        is_push = (len(parts) == 4 and parts[1] == 'object-sync'
+                   and line.method == 'PUT')
+        if not is_push and (len(parts) < 5 or parts[1] != 'objects'):
             continue
         try:
             line_part = int(parts[3])

@@ -150,6 +150,26 @@ class Churn:
                 pass  # that replica is lost already, or being rewritten
 
 
+# A long repair: many small objects and one body far larger than the
+# sockets between two nodes buffer, so a push stream is still being
+# sent when the fault comes.
+BODIES = [os.urandom(4096)] * 300 + [os.urandom(32 * 2 ** 20)]
+# A stream this far into the big body is being received.
+STREAMING = 2 ** 20
+
+
+def wait_streaming(cluster, part, history, lock, member):
+    """Wait until ``member`` holds ``lock`` and a peer is receiving the
+    big body of its push stream (objects become visible only at the
+    stream's end)."""
+    nodes.wait_for(
+        lambda: history.of(lock, member) and any(
+            size >= STREAMING
+            for size in cluster.receiving(part).values()),
+        BOUND, interval=0.01, message='n1 streaming into partition %d'
+        % part)
+
+
 def put_objects(cluster, container, count):
     return {name: cluster.put(container, name, b'%s body' % name.encode())
             + '.data' for name in ('obj-%02d' % i for i in range(count))}
@@ -205,8 +225,7 @@ def test_sigterm_mid_repair_writes_nothing_after_release(cluster,
     """SIGTERM a replicator mid-repair: it exits 0, and no write of its
     into the partition starts or is in flight after its lock znode is
     gone."""
-    part, expected = cluster.fill_one_replica(
-        'n1', 'sigterm', [os.urandom(4096)] * 300)
+    part, expected = cluster.fill_one_replica('n1', 'sigterm', BODIES)
     lock = harness.lock_of(part)
     group = replicators(cluster, concurrency=1, suffix_concurrency=1,
                         run_pause=600)
@@ -214,10 +233,7 @@ def test_sigterm_mid_repair_writes_nothing_after_release(cluster,
                     cluster) as history:
         holder = group.spawn('n1', 'n1', '--partitions', str(part))
         member = wait_member(holder)
-        nodes.wait_for(
-            lambda: history.of(lock, member) and max(
-                cluster.objects_on(n, part) for n in ('n2', 'n3')) >= 20,
-            BOUND, interval=0.01, message='n1 repairing partition %d' % part)
+        wait_streaming(cluster, part, history, lock, member)
         holder.signal(signal.SIGTERM)
         assert min(cluster.objects_on(n, part)
                    for n in ('n2', 'n3')) < len(expected), (
@@ -348,8 +364,7 @@ def test_paused_holder_resumes_coordinated(cluster, replicators):
     partition, SIGCONT: its next pass is coordinated, not static, and no
     write of its into the partition is accepted after the takeover
     (except under a lock of its own taken later)."""
-    part, expected = cluster.fill_one_replica(
-        'n1', 'paused', [os.urandom(4096)] * 300)
+    part, expected = cluster.fill_one_replica('n1', 'paused', BODIES)
     lock = harness.lock_of(part)
     paused = replicators(cluster, concurrency=1, suffix_concurrency=1,
                          run_pause=1.0)
@@ -357,10 +372,7 @@ def test_paused_holder_resumes_coordinated(cluster, replicators):
                     cluster) as history:
         holder = paused.spawn('n1', 'n1', '--partitions', str(part))
         member = wait_member(holder)
-        nodes.wait_for(
-            lambda: history.of(lock, member) and max(
-                cluster.objects_on(n, part) for n in ('n2', 'n3')) >= 20,
-            BOUND, interval=0.01, message='n1 repairing partition %d' % part)
+        wait_streaming(cluster, part, history, lock, member)
         holder.signal(signal.SIGSTOP)
         try:
             assert min(cluster.objects_on(n, part)

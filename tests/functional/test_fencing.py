@@ -25,7 +25,6 @@ import re
 import signal
 import time
 
-from coordsync.obj import layout
 from coordsync.obj import replicator as replicator_mod
 from tests.functional import harness
 from tests.functional import nodes
@@ -45,37 +44,19 @@ BOUND = 60.0
 JOINED = re.compile(r'Joined coordination group \S+ as (\S+)')
 
 
-def receiving(cluster, part, sender='n1'):
-    """``{tmp file: size}`` of the bodies the other primaries of
-    ``part`` are receiving."""
-    sizes = {}
-    for node, device in cluster.primaries(part).items():
-        if node == sender:
-            continue
-        tmp = os.path.join(cluster.workdir, node, 'devices', device,
-                           layout.TMPDIR)
-        for name in os.listdir(tmp) if os.path.isdir(tmp) else ():
-            try:
-                sizes[os.path.join(tmp, name)] = os.stat(
-                    os.path.join(tmp, name)).st_size
-            except FileNotFoundError:
-                pass
-    return sizes
-
-
 def pause_mid_body(holder, cluster, part):
     """SIGSTOP ``holder`` while a peer receives the big body from it;
     return ``{tmp file: size}`` of the body stuck short of its end."""
     nodes.wait_for(
         lambda: any(size >= SENDING
-                    for size in receiving(cluster, part).values()),
+                    for size in cluster.receiving(part).values()),
         BOUND, interval=0.01, message='n1 sending the big object')
     holder.signal(signal.SIGSTOP)
     # What the sockets held reaches the receiver within a moment.
     time.sleep(1.0)
-    first = receiving(cluster, part)
+    first = cluster.receiving(part)
     time.sleep(0.5)
-    stuck = {path: size for path, size in receiving(cluster, part).items()
+    stuck = {path: size for path, size in cluster.receiving(part).items()
              if first.get(path) == size and size < BIG_SIZE}
     assert stuck, 'the pause did not catch a body mid-way: %s' % first
     return stuck
@@ -133,7 +114,7 @@ def test_paused_holder_is_fenced_after_a_takeover(zk_local_cluster,
 
         before = cluster.snapshot(part)
         # Still stuck: the body waits for the rest, the server for it.
-        assert {p: receiving(cluster, part).get(p) for p in stuck} == stuck
+        assert {p: cluster.receiving(part).get(p) for p in stuck} == stuck
     finally:
         holder.signal(signal.SIGCONT)
     nodes.wait_for(lambda: paused.recon('n1') is not None, BOUND,
