@@ -5,10 +5,16 @@ its own (``coordsync-replicator`` runs ``object-replicator``).
 """
 
 from coordsync.common import coordination
+from coordsync.container import replicator as db_replicator
+from coordsync.container import updater
 from coordsync.obj import replicator
 
 WORKER_CLASSES = {
     replicator.ObjectReplicator.name: replicator.ObjectReplicator,
+    updater.ObjectUpdater.name: updater.ObjectUpdater,
+    db_replicator.ContainerReplicator.name:
+        db_replicator.ContainerReplicator,
+    db_replicator.AccountReplicator.name: db_replicator.AccountReplicator,
 }
 
 

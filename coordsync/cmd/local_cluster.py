@@ -13,6 +13,11 @@ until every node serves and has joined, and prints coordsync-status.
 Running ``up`` again reuses the directory and its secrets, so data stays
 findable.
 
+``up`` also starts one ``coordsync-proxy`` (the Swift API) on
+127.0.0.1:<base port + nodes>, config in ``<workdir>/proxy/``, with the
+user ``test:tester`` key ``testing`` (.admin), and prints its auth URL;
+``status`` shows it and ``down`` stops it.
+
 ``--set group.option=value`` (repeatable; ``DEFAULT.option`` for an
 option of no group) sets any option in every node's config, e.g.
 ``--set replicator.concurrency=2 --set server.fence_lease=5``. Each is
@@ -46,6 +51,10 @@ from coordsync.common.ring import builder as ring_builder
 
 DEFAULT_WORKDIR = 'local-cluster'
 META = 'cluster.json'
+CONTAINER_RING = 'container.ring.json'
+ACCOUNT_RING = 'account.ring.json'
+# What each node server runs unless --replicate-every 0.
+BACKGROUND_WORKERS = ('object-replicator', 'object-updater')
 
 
 def ports_free(base, nodes):
@@ -60,6 +69,17 @@ def ports_free(base, nodes):
     return True
 
 
+def _port_free(ip, port):
+    """Can this process listen on ip:port (the proxy's)?"""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
 def free_base_port(nodes, tries=100):
     """A base port with ``nodes`` free ports for a cluster (tests, tools).
 
@@ -68,7 +88,8 @@ def free_base_port(nodes, tries=100):
     """
     for _attempt in range(tries):
         base = random.randrange(20000, 30000)
-        if ports_free(base, nodes):
+        if ports_free(base, nodes) and _port_free('127.0.0.1',
+                                                  base + nodes):
             return base
     raise exceptions.CoordsyncError('no %d free ports in a row' % nodes)
 
@@ -132,6 +153,9 @@ def _config_sections(workdir, meta, name):
             'bind_ip': ip,
             'bind_port': port,
             'ring_file': os.path.join(workdir, 'object.ring.json'),
+            'container_ring_file': os.path.join(workdir,
+                                                CONTAINER_RING),
+            'account_ring_file': os.path.join(workdir, ACCOUNT_RING),
             'hash_path_prefix': meta['hash_path_prefix'],
             'hash_path_suffix': meta['hash_path_suffix'],
             'cluster_secret': meta['cluster_secret'],
@@ -143,8 +167,12 @@ def _config_sections(workdir, meta, name):
             'progress_interval': 5,
         },
         'server': {
-            'workers': ('object-replicator' if meta['replicate_every']
-                        else ''),
+            'workers': (','.join(BACKGROUND_WORKERS)
+                        if meta['replicate_every'] else ''),
+        },
+        'object-updater': {
+            'run_pause': meta['replicate_every'] or 30,
+            'stats_interval': 60,
         },
         'replicator': {
             'run_pause': meta['replicate_every'] or 30,
@@ -169,15 +197,24 @@ def _write_config(workdir, meta, name):
     os.chmod(path, 0o600)
 
 
-def _build_ring(workdir, meta):
+def _build_ring(workdir, meta, file_name='object.ring.json'):
     ring = ring_builder.RingBuilder(meta['part_power'], meta['replicas'])
     for zone, name in enumerate(_node_names(meta), start=1):
         ip, port = _node_address(meta, name)
         for d in range(1, meta['devices'] + 1):
             ring.add_device(name, ip, port, 'd%d' % d, 1.0, zone=zone)
     result = ring.rebalance()
-    ring.save(os.path.join(workdir, 'object.ring.json'))
+    ring.save(os.path.join(workdir, file_name))
     return result
+
+
+def _build_db_rings(workdir, meta):
+    """The container and account rings: the object ring's devices,
+    built alike (a cluster made before they existed gets them at its
+    next ``up``)."""
+    for file_name in (CONTAINER_RING, ACCOUNT_RING):
+        if not os.path.exists(os.path.join(workdir, file_name)):
+            _build_ring(workdir, meta, file_name)
 
 
 def create(workdir, args, settings=None):
@@ -206,6 +243,7 @@ def create(workdir, args, settings=None):
         os.makedirs(os.path.join(workdir, name, 'state'), exist_ok=True)
         _write_config(workdir, meta, name)
     result = _build_ring(workdir, meta)
+    _build_db_rings(workdir, meta)
     _save(workdir, meta)
     print('created %s: %d nodes x %d devices, %d partitions, %d replicas '
           '(balance %.2f%%)' % (workdir, meta['nodes'], meta['devices'],
@@ -326,6 +364,124 @@ def stop_nodes(workdir, names, sig=signal.SIGTERM, timeout=15.0):
     return sorted(pids)
 
 
+# -- the Swift API (coordsync-proxy) ------------------------------------------
+
+PROXY_DIR = 'proxy'
+# The user every local cluster has: python-swiftclient's usual test user.
+TEST_USER = 'test:tester'
+TEST_KEY = 'testing'
+
+
+def proxy_address(meta):
+    """The proxy's ``(ip, port)``: 127.0.0.1, the port after the last
+    node's."""
+    return '127.0.0.1', meta.get('proxy_port',
+                                 meta['base_port'] + meta['nodes'])
+
+
+def proxy_auth_url(meta):
+    return 'http://%s:%d/auth/v1.0' % proxy_address(meta)
+
+
+def proxy_config_path(workdir):
+    return os.path.join(workdir, PROXY_DIR, 'proxy.conf')
+
+
+def _write_proxy_config(workdir, meta):
+    """The proxy's config: the nodes' cluster options (rings, salts,
+    secret), ``[client]``, and ``[proxy]`` with the test user."""
+    node_sections = _config_sections(workdir, meta, _node_names(meta)[0])
+    default = {k: v for k, v in node_sections['DEFAULT'].items()
+               if k not in ('node_name', 'devices', 'bind_ip',
+                            'bind_port')}
+    default['state_path'] = os.path.join(workdir, PROXY_DIR)
+    ip, port = proxy_address(meta)
+    proxy = {'bind_ip': ip, 'bind_port': port,
+             'users': '%s %s .admin' % (TEST_USER, TEST_KEY)}
+    proxy.update(node_sections.get('proxy', {}))
+    sections = {'DEFAULT': default, 'proxy': proxy}
+    if 'client' in node_sections:
+        sections['client'] = node_sections['client']
+    os.makedirs(os.path.join(workdir, PROXY_DIR), exist_ok=True)
+    lines = []
+    for section, options in sections.items():
+        lines.append('[%s]' % section)
+        lines.extend('%s = %s' % item for item in options.items())
+        lines.append('')
+    path = proxy_config_path(workdir)
+    with open(path, 'w') as fh:
+        fh.write('\n'.join(lines))
+    os.chmod(path, 0o600)
+
+
+def _proxy_pid_path(workdir):
+    return os.path.join(workdir, PROXY_DIR, 'proxy.pid')
+
+
+def proxy_pid(workdir):
+    """The pid of the cluster's proxy if it is alive, else None."""
+    try:
+        with open(_proxy_pid_path(workdir)) as fh:
+            pid = int(fh.read().strip())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def start_proxy(workdir, meta, timeout=60.0):
+    """Start the proxy (config rewritten first) and wait until it
+    serves; False if it was running already."""
+    if proxy_pid(workdir):
+        return False
+    _write_proxy_config(workdir, meta)
+    log_path = os.path.join(workdir, PROXY_DIR, 'proxy.log')
+    with open(log_path, 'ab') as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'coordsync.cmd.proxy', '--config-file',
+             proxy_config_path(workdir)],
+            stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(_proxy_pid_path(workdir), 'w') as fh:
+        fh.write('%d\n' % proc.pid)
+    url = 'http://%s:%d/healthcheck' % proxy_address(meta)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise exceptions.CoordsyncError(
+                'the proxy exited; see %s' % log_path)
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise exceptions.CoordsyncError('the proxy is not serving after %ds; '
+                                    'see %s' % (timeout, log_path))
+
+
+def stop_proxy(workdir, timeout=15.0):
+    """SIGTERM the proxy, SIGKILL it after ``timeout``; was it running?"""
+    pid = proxy_pid(workdir)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while proxy_pid(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if proxy_pid(workdir):
+        os.kill(pid, signal.SIGKILL)
+    os.unlink(_proxy_pid_path(workdir))
+    return True
+
+
+def _print_proxy(meta):
+    print('Swift API: %s  (user %s, key %s; e.g. swift -A %s -U %s -K %s '
+          'stat)' % (proxy_auth_url(meta), TEST_USER, TEST_KEY,
+                     proxy_auth_url(meta), TEST_USER, TEST_KEY))
+
+
 def show_status(workdir, meta, wait=20.0):
     """Print coordsync-status (waiting for every live node to join)."""
     alive = [n for n in _node_names(meta) if running_pid(workdir, n)]
@@ -350,12 +506,15 @@ def cmd_up(workdir, args):
     settings = parse_settings(args.set)
     if os.path.exists(os.path.join(workdir, META)):
         meta = load(workdir)
+        _build_db_rings(workdir, meta)
         apply_settings(workdir, meta, settings)
     else:
         meta = create(workdir, args, settings)
     started = [n for n in _node_names(meta) if start_node(workdir, meta, n)]
     wait_serving(workdir, meta, _node_names(meta))
     print('started %s' % (', '.join(started) or 'nothing (all running)'))
+    start_proxy(workdir, meta)
+    _print_proxy(meta)
     show_status(workdir, meta)
     return 0
 
@@ -363,6 +522,8 @@ def cmd_up(workdir, args):
 def cmd_down(workdir, args):
     meta = load(workdir)
     stopped = stop_nodes(workdir, _node_names(meta))
+    if stop_proxy(workdir):
+        stopped.append('proxy')
     print('stopped %s' % (', '.join(stopped) or 'nothing (none running)'))
     return 0
 
@@ -374,6 +535,10 @@ def cmd_status(workdir, args):
         pid = running_pid(workdir, name)
         print('%s  %s:%d  %s' % (name, ip, port,
                                  'pid %d' % pid if pid else 'stopped'))
+    pid = proxy_pid(workdir)
+    print('proxy  %s:%d  %s  %s' % (*proxy_address(meta),
+                                   'pid %d' % pid if pid else 'stopped',
+                                   proxy_auth_url(meta)))
     print()
     return show_status(workdir, meta, wait=0)
 

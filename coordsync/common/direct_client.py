@@ -10,6 +10,11 @@ share one spelling of each::
     /objects/<device>/<partition>[/<suffix>-<suffix>...]   (REPLICATE)
     /object-suffixes/<device>/<partition>/<suffix>         (listing)
     /object-sync/<device>/<partition>[/check|/pull]        (sync)
+    /db-sync/<datadir>/<device>/<partition>[/<hash>]       (DB sync)
+    /containers/<device>/<partition>/<account>/<container>
+    /container-rows/<device>/<partition>/<account>/<container>/<object>
+    /accounts/<device>/<partition>/<account>
+    /account-rows/<device>/<partition>/<account>/<container>
 
 Connections are kept alive per node (urllib3) and reused; bodies are
 streamed both ways.
@@ -34,6 +39,11 @@ HEALTHCHECK = '/healthcheck'
 OBJECTS = '/objects'
 OBJECT_SUFFIXES = '/object-suffixes'
 OBJECT_SYNC = '/object-sync'
+DB_SYNC = '/db-sync'
+CONTAINERS = '/containers'
+CONTAINER_ROWS = '/container-rows'
+ACCOUNTS = '/accounts'
+ACCOUNT_ROWS = '/account-rows'
 # NOTE: nodes whose idle connections are kept; beyond it the least
 # recently used node's are closed.
 MAX_NODES = 512
@@ -85,6 +95,40 @@ def sync_path(device, partition, action=None):
     """Path of a partition's sync requests (push; ``check``, ``pull``)."""
     path = '%s/%s/%d' % (OBJECT_SYNC, _quote(device), partition)
     return path + '/' + action if action else path
+
+
+def container_path(device, partition, account, container):
+    """Path of a container database on a device (container routes)."""
+    return '%s/%s/%d/%s/%s' % (CONTAINERS, _quote(device), partition,
+                               _quote(account), _quote(container))
+
+
+def container_row_path(device, partition, account, container, obj):
+    """Path of an object's row in a container database (object
+    updates)."""
+    return '%s/%s/%d/%s/%s/%s' % (
+        CONTAINER_ROWS, _quote(device), partition, _quote(account),
+        _quote(container), urllib.parse.quote(obj, safe='/'))
+
+
+def account_path(device, partition, account):
+    """Path of an account database on a device (account routes)."""
+    return '%s/%s/%d/%s' % (ACCOUNTS, _quote(device), partition,
+                            _quote(account))
+
+
+def account_row_path(device, partition, account, container):
+    """Path of a container's row in an account database."""
+    return '%s/%s/%d/%s/%s' % (ACCOUNT_ROWS, _quote(device), partition,
+                               _quote(account), _quote(container))
+
+
+def db_sync_path(datadir, device, partition, name_hash=None):
+    """Path of a container or account database replica's sync requests
+    (``/db-sync/<datadir>/<device>/<partition>[/<hash>]``)."""
+    path = '%s/%s/%s/%d' % (DB_SYNC, _quote(datadir), _quote(device),
+                            partition)
+    return path + '/' + name_hash if name_hash else path
 
 
 def node_label(node):

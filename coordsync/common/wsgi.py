@@ -177,6 +177,11 @@ class Route:
     ``policy`` is the storage policy of a route set serving one (object
     routes: 0); a ``coordsync/replicate/<policy>/<partition>`` fence
     must name it and the request's partition.
+
+    ``lock_item(args)``, for a route set replicating under locks of
+    another kind (``coordsync/replicate-container/<partition>``), names
+    the item of a request from its parsed path: a fence must name that
+    item, and a token-less replication write waits for its lease.
     """
 
     methods: tuple
@@ -185,6 +190,7 @@ class Route:
     parse: object = no_parts
     signed: bool = True
     policy: object = None
+    lock_item: object = None
 
 
 class Router:
@@ -386,10 +392,13 @@ class NodeApp:
         member too. A push knows what it is, and says so. Reads never
         wait: a static pass's REPLICATE and listings change no object.
         """
-        if (req.method not in WRITE_METHODS or route.policy is None
+        if (req.method not in WRITE_METHODS
+                or (route.policy is None and route.lock_item is None)
                 or 'partition' not in args
                 or not fencing.is_replication(req.env.get('QUERY_STRING'))):
             return None
+        if route.lock_item is not None:
+            return route.lock_item(args)
         return fencing.replicate_item(route.policy, args['partition'])
 
     def enforce_lease(self, req, item):
@@ -455,7 +464,14 @@ def _nothing():
 
 
 def _check_target(fence, route, args):
-    """A replicate fence must name the partition (and policy) served."""
+    """A replicate fence must name the partition (and policy) served;
+    a route naming its lock item, that item."""
+    if route.lock_item is not None:
+        expected = route.lock_item(args)
+        if fence.item != expected:
+            raise HTTPError(400, '%s does not match %s' % (fence.item,
+                                                           expected))
+        return
     target = fence.replicate_target()
     if target is None or 'partition' not in args:
         return

@@ -7,13 +7,18 @@ ConfigOpts that ``main()`` creates and passes down.
 """
 
 from coordsync.conf import cluster
+from coordsync.conf import container
 from coordsync.conf import coordination
+from coordsync.conf import db_replicator
 from coordsync.conf import node
+from coordsync.conf import proxy
 from coordsync.conf import replicator
 from coordsync.conf import status
 from coordsync.conf import worker
 
-AREAS = (node, cluster, coordination, worker, replicator, status)
+AREAS = (node, cluster, coordination, worker, replicator, status,
+         container, proxy)
+AREAS += (db_replicator,)
 
 
 def register_opts(conf):

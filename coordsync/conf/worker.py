@@ -10,7 +10,10 @@ from oslo_config import types
 
 # Names of the daemons built on coordsync.common.worker; each is also a
 # role in the coordination group and a key of the published progress.
-WORKERS = ('object-replicator',)
+WORKERS = ('object-replicator',
+           'object-updater',
+           'container-replicator',
+           'account-replicator',)
 
 SERVER_WORKER_OPTS = [
     cfg.ListOpt('workers',

@@ -15,6 +15,7 @@ from coordsync.common.direct_client import NodeError
 from coordsync.common.direct_client import concurrent_map
 from coordsync.common.direct_client import node_label
 from coordsync.common.direct_client import object_path
+from coordsync.obj import updates
 
 LOG = logging.getLogger(__name__)
 
@@ -30,13 +31,30 @@ def quorum_size(replicas):
 class ObjectClient:
     """Quorum reads and writes of objects, placed by the ring."""
 
-    def __init__(self, conf, ring, node_client=None):
+    def __init__(self, conf, ring, node_client=None, container_ring=None):
         self.ring = ring
         self.nodes = node_client or NodeClient(conf)
+        # With it, writes name each primary's container replicas
+        # (X-Container-*), which then get the object's row.
+        self.container_ring = container_ring
 
     def _targets(self, account, container, obj):
         part, primaries = self.ring.get_nodes(account, container, obj)
         return part, primaries, self.ring.get_more_nodes(part)
+
+    def _container_headers(self, account, container, count):
+        """X-Container-* headers for each of ``count`` object primaries:
+        the i-th primary gets the i-th container replica (more replicas
+        than primaries: some get two), as Swift's proxy does."""
+        if self.container_ring is None or not count:
+            return [{} for _ in range(count)]
+        cpart, cnodes = self.container_ring.get_nodes(account, container)
+        shares = [[] for _ in range(count)]
+        for index, cnode in enumerate(cnodes):
+            shares[index % count].append(cnode)
+        for index in range(len(cnodes), count):
+            shares[index].append(cnodes[index % len(cnodes)])
+        return [updates.target_headers(cpart, share) for share in shares]
 
     def _send_with_handoffs(self, part, primaries, handoffs, send):
         """Run ``send(node)`` on every primary, a handoff for each failure.
@@ -46,10 +64,11 @@ class ObjectClient:
         acknowledged: copies on two disks of one machine do not survive
         that machine, so they make no majority.
         """
-        def attempt(node):
+        def attempt(indexed):
+            index, node = indexed
             while True:
                 try:
-                    ok, detail = send(node)
+                    ok, detail = send(node, index)
                 except NodeError as err:
                     ok, detail = None, str(err)
                 if ok is not None:
@@ -59,7 +78,7 @@ class ObjectClient:
                 node = next(handoffs, None)
                 if node is None:
                     return False, None, detail
-        results = concurrent_map(attempt, primaries)
+        results = concurrent_map(attempt, list(enumerate(primaries)))
         acked = {name for ok, name, _ in results if ok}
         return len(acked), [detail for _, _, detail in results]
 
@@ -73,12 +92,15 @@ class ObjectClient:
                    'Content-Type': content_type
                    or 'application/octet-stream'}
         headers.update(metadata or {})
+        targets = self._container_headers(account, container,
+                                          len(primaries))
 
-        def send(node):
+        def send(node, index):
             path = object_path(node['device'], part, account, container,
                                obj)
-            status, _, reply = self.nodes.call(node, 'PUT', path,
-                                               headers=headers, body=body)
+            status, _, reply = self.nodes.call(
+                node, 'PUT', path, headers=dict(headers, **targets[index]),
+                body=body)
             if status >= 500:
                 return None, '%d %s' % (status, reply.strip()[:200])
             return status == 201, str(status)
@@ -90,12 +112,15 @@ class ObjectClient:
         """Write a tombstone on a quorum; return its timestamp."""
         when = when or timestamp.Timestamp.now()
         part, primaries, handoffs = self._targets(account, container, obj)
+        targets = self._container_headers(account, container,
+                                          len(primaries))
 
-        def send(node):
+        def send(node, index):
             path = object_path(node['device'], part, account, container,
                                obj)
             status, _, reply = self.nodes.call(
-                node, 'DELETE', path, headers={'X-Timestamp': when.normal})
+                node, 'DELETE', path,
+                headers=dict({'X-Timestamp': when.normal}, **targets[index]))
             if status >= 500:
                 return None, '%d %s' % (status, reply.strip()[:200])
             return status in (204, 404), str(status)
@@ -122,7 +147,7 @@ class ObjectClient:
         part, primaries, handoffs = self._targets(account, container, obj)
         found = []
 
-        def send(node):
+        def send(node, _index):
             path = object_path(node['device'], part, account, container,
                                obj)
             status, headers, _ = self.nodes.call(node, 'HEAD', path)

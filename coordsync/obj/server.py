@@ -11,6 +11,12 @@ built by :mod:`coordsync.common.direct_client`)::
     PUT       /object-sync/<dev>/<part>        (push: a sync stream)
     POST      /object-sync/<dev>/<part>/pull   (pull: a sync stream back)
 
+Container and account routes come from :mod:`coordsync.container.server`.
+An object PUT or DELETE naming its container replicas
+(``X-Container-*``) sends them the object's row once the write is on
+disk (:mod:`coordsync.obj.updates`); one missed is saved as an async
+pending.
+
 The sync requests are described in :mod:`coordsync.obj.sync`; a pushed
 stream is written by :mod:`coordsync.obj.receiver`, the one code path
 for replicated writes.
@@ -36,11 +42,14 @@ from coordsync.common import signing
 from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
+from coordsync.container import replication as db_replication
+from coordsync.container import server as container_server
 from coordsync.obj import diskfile
 from coordsync.obj import layout
 from coordsync.obj import receiver
 from coordsync.obj import sync
 from coordsync.obj import syncstream
+from coordsync.obj import updates
 
 LOG = logging.getLogger(__name__)
 
@@ -153,6 +162,13 @@ def _x_timestamp(req):
         raise HTTPError(400, 'bad X-Timestamp: %s' % err) from None
 
 
+def _container_targets(req):
+    try:
+        return updates.container_targets(req.header)
+    except ValueError as err:
+        raise HTTPError(400, str(err)) from None
+
+
 def _stored_at(err):
     """``X-Backend-Timestamp`` of the version that made ``err``, if any."""
     if err.timestamp is None:
@@ -234,8 +250,10 @@ class ObjectRoutes:
     """
 
     def __init__(self, manager, logger=None, secret='', max_incoming=4,
-                 replay_window=600.0):
+                 replay_window=600.0, container_updates=None):
         self.manager = manager
+        # An updates.ContainerUpdates: object rows to container replicas.
+        self.container_updates = container_updates
         self.log = logger or LOG
         self.secret = secret.encode('utf-8')
         self.max_incoming = max_incoming
@@ -272,10 +290,27 @@ class ObjectRoutes:
             # NOTE: headers are checked before the disk is looked at.
             when = _x_timestamp(req)
             metadata = _put_metadata(req, when)
-            return self.put(req, self._diskfile(args), when, metadata)
+            targets = _container_targets(req)
+            reply = self.put(req, self._diskfile(args), when, metadata)
+            self._update_container('PUT', args, targets, when, metadata)
+            return reply
         if req.method == 'DELETE':
-            return self.delete(self._diskfile(args), _x_timestamp(req))
+            when = _x_timestamp(req)
+            targets = _container_targets(req)
+            reply = self.delete(self._diskfile(args), when)
+            self._update_container('DELETE', args, targets, when)
+            return reply
         return self.get(req, self._diskfile(args))
+
+    def _update_container(self, op, args, targets, when, metadata=None):
+        """After a write is on disk: its row to the container replicas
+        the request named (:mod:`coordsync.obj.updates`)."""
+        if targets is None or self.container_updates is None:
+            return
+        self.container_updates.update(
+            op, args['device'], args['account'], args['container'],
+            args['obj'], updates.row_headers(op, when, metadata, POLICY),
+            targets)
 
     def _diskfile(self, args):
         return self._call(self.manager.diskfile, args['device'],
@@ -291,6 +326,8 @@ class ObjectRoutes:
             # its item to a newer holder since the request was admitted.
             req.recheck_fence()
             stored = self._call(writer.commit)
+        # NOTE: the container row takes the stored size and ETag.
+        metadata.update(stored)
         return 201, {'ETag': stored['ETag']}, []
 
     def _reject_stale(self, df, when, tombstone=False):
@@ -552,10 +589,20 @@ class NodeServer(wsgi.NodeApp):
             reclaim_age=conf.reclaim_age,
             hash_prefix=conf.hash_path_prefix,
             hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.container_updates = updates.ContainerUpdates.from_conf(
+            conf, self.manager, self.log)
         self.add_routes(ObjectRoutes(
             self.manager, self.log, secret=conf.cluster_secret,
             max_incoming=conf.replicator.max_incoming,
-            replay_window=2.0 * conf.server.max_clock_skew).routes())
+            replay_window=2.0 * conf.server.max_clock_skew,
+            container_updates=self.container_updates).routes())
+        self.add_routes(container_server.ContainerRoutes(
+            conf, self.manager, self.log).routes())
+        self.add_routes(container_server.AccountRoutes(
+            conf, self.manager, self.log).routes())
+        self.add_routes(db_replication.DbSyncRoutes(
+            self.manager, self.log, conf.hash_path_prefix,
+            conf.hash_path_suffix).routes())
 
     def open(self):
         """Create what the server needs on disk, and remove temporary

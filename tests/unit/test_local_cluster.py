@@ -90,3 +90,20 @@ def test_bad_setting_exits_2_and_starts_nothing(tmp_path, capsys,
                    'replicator.concurency=2: no option concurency in '
                    '[replicator]\n')
     assert not os.path.exists(workdir)
+
+
+def test_proxy_config_has_rings_and_test_user(tmp_path):
+    args = up_args(tmp_path, '--set', 'proxy.token_ttl=60')
+    meta = local_cluster.create(str(tmp_path), args,
+                                local_cluster.parse_settings(args.set))
+    local_cluster._write_proxy_config(str(tmp_path), meta)
+    conf = service.prepare_service(
+        ['--config-file', local_cluster.proxy_config_path(str(tmp_path))],
+        prog='test', default_config_files=[])
+    assert conf.proxy.bind_port == meta['base_port'] + 2
+    assert conf.proxy.users == ['test:tester testing .admin']
+    assert conf.proxy.token_ttl == 60
+    assert conf.cluster_secret == meta['cluster_secret']
+    assert conf.container_ring_file.endswith('container.ring.json')
+    assert local_cluster.proxy_auth_url(meta) == (
+        'http://127.0.0.1:%d/auth/v1.0' % (meta['base_port'] + 2))

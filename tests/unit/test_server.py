@@ -440,7 +440,7 @@ def test_bad_replication_paths(app, method, path):
 
 @pytest.mark.parametrize('path', [
     '/sda/7/AUTH_a/c/o', '/', '/object', '/objectsx/sda/7/a/c/o',
-    '/containers/sda/7/a/c', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'abc'])
+    '/containerz/sda/7/a/c', '/object-hashes/sda/7/abc/' + 'f' * 29 + 'abc'])
 def test_unknown_prefix_is_404_with_one_line(app, path):
     reply = call(app, 'GET', path)
     assert reply.status == 404

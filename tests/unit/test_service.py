@@ -47,6 +47,9 @@ def test_backend_url_is_secret_and_every_area_listed():
     listed = dict((str(group), options) for group, options in
                   opts.list_opts())
     assert set(listed) == {'DEFAULT', 'coordination', 'status', 'server',
-                           'client', 'replicator'}
+                           'client', 'replicator',
+                           'object-updater',
+                           'container-replicator', 'account-replicator',
+                           'proxy'}
     backend = [o for o in listed['coordination'] if o.name == 'backend_url']
     assert backend[0].secret

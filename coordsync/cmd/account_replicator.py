@@ -1,0 +1,27 @@
+"""coordsync-account-replicator: the coordinated account replicator
+of one node.
+
+    coordsync-account-replicator --config-file F [--once]
+        [--wait-for-peers] [--devices d1,d2] [--partitions 3,17]
+
+It joins the coordination group as an ``account-replicator`` member of
+this node, then runs passes (see :mod:`coordsync.container.replicator`)
+until SIGTERM, or one pass with ``--once``. Exit status of ``--once``:
+0 when every partition was replicated, 1 when some failed, 2 on a bad
+config or ring. The options are those of coordsync-replicator.
+"""
+
+import sys
+
+from coordsync.cmd import db_replicator
+
+NAME = 'account-replicator'
+
+
+def main(argv=None):
+    return db_replicator.run_worker(
+        NAME, 'coordsync-account-replicator', argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""coordsync-container-replicator: the coordinated container replicator
+of one node.
+
+    coordsync-container-replicator --config-file F [--once]
+        [--wait-for-peers] [--devices d1,d2] [--partitions 3,17]
+
+It joins the coordination group as a ``container-replicator`` member of
+this node, then runs passes (see :mod:`coordsync.container.replicator`)
+until SIGTERM, or one pass with ``--once``. Exit status of ``--once``:
+0 when every partition was replicated, 1 when some failed, 2 on a bad
+config or ring. The options are those of coordsync-replicator.
+"""
+
+import sys
+
+from coordsync.cmd import db_replicator
+
+NAME = 'container-replicator'
+
+
+def main(argv=None):
+    return db_replicator.run_worker(
+        NAME, 'coordsync-container-replicator', argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1055 @@
+"""The Swift-compatible API: a WSGI application over the node servers.
+
+::
+
+    GET|HEAD            /healthcheck               (no auth)
+    GET|HEAD            /info                      (no auth; capabilities)
+    GET                 /auth/v1.0                 (tempauth: a token)
+    GET|HEAD|POST       /v1/<account>
+    GET|HEAD|PUT|POST|DELETE /v1/<account>/<container>[/<object>]
+
+Every request under ``/v1`` goes through, in order: header sizes (400),
+the path (400 for a bad account, container or object name: empty,
+``.``/``..`` segments, control characters, too long), the token (401
+without a valid one; 403 for another account, or for a non-.admin user
+whom the container's ACLs do not let in), then the method's own checks
+(metadata limits, Content-Length, listing arguments, timestamps: 4xx),
+and only then a node is asked to change anything. Writes are stamped by
+the proxy (``X-Timestamp``, strictly increasing in this process); an
+object PUT or DELETE may bring its own valid ``X-Timestamp``, as Swift's
+container sync does.
+
+Answers follow Swift's: statuses (201/202 for a container PUT, 204 for
+DELETE and POST of containers and accounts, 202 for an object POST, 206
+for a range, 416 for an unsatisfiable one, 412 for bad listing
+arguments, 411 without a length, 413 beyond ``max_file_size``, 422 for
+an ETag mismatch), headers (``X-Container-Object-Count``, ``ETag``,
+``Last-Modified``, ``X-Timestamp``, ``X-Trans-Id``...), listings in
+plain text, JSON or XML.
+
+**Access log.** One line per request at INFO to the logger
+``coordsync.proxy.access``, nine space-separated fields::
+
+    1700000000.123 PUT "/v1/AUTH_test/c/o" 201 0 12.5 test:tester
+        tx3f2a...-0065a1b2c3 127.0.0.1
+
+arrival time, method, path and query as sent (quoted, cut to 256
+characters), status, body bytes sent, duration in ms, the user (``-``
+if none), the transaction id (also in ``X-Trans-Id``), client address.
+Tokens and keys travel in headers and are never logged.
+"""
+
+import email.utils
+import hashlib
+import json
+import math
+import mimetypes
+import os
+import secrets
+import tempfile
+import time
+import urllib.parse
+from xml.sax import saxutils
+
+from oslo_log import log as logging
+
+from coordsync import concurrency
+from coordsync import version
+from coordsync.common import timestamp
+from coordsync.common import wsgi
+from coordsync.obj import client as object_client
+from coordsync.obj import layout
+from coordsync.proxy import auth as auth_mod
+from coordsync.proxy import backend as backend_mod
+
+LOG = logging.getLogger(__name__)
+ACCESS_LOGGER = 'coordsync.proxy.access'
+
+CHUNK_SIZE = 65536
+# Object bodies up to this size are kept in memory between the client
+# and the object nodes; larger ones go to a temporary file.
+MEMORY_BODY = 2 ** 20
+MAX_HEADER_SIZE = 8192
+MAX_META_NAME_LENGTH = 128
+MAX_META_VALUE_LENGTH = 256
+MAX_META_COUNT = 90
+MAX_META_OVERALL_SIZE = 4096
+LISTING_LIMIT = 10000
+MAX_LOG_PATH = 256
+POLICY_NAME = 'Policy-0'
+AUTH_PATHS = ('/auth/v1.0', '/auth/v1.0/', '/v1.0', '/v1.0/')
+API_METHODS = ('GET', 'HEAD', 'PUT', 'POST', 'DELETE')
+_LOG_SAFE = "/:@!$&'()*+,;=-._~%?"
+_CONTAINER_HEADERS = ('x-container-read', 'x-container-write',
+                      'x-container-sync-to', 'x-container-sync-key')
+
+STATUS_TEXT = dict(wsgi.STATUS_TEXT)
+STATUS_TEXT.update({
+    202: 'Accepted', 206: 'Partial Content', 304: 'Not Modified',
+    403: 'Forbidden', 406: 'Not Acceptable', 408: 'Request Timeout',
+    416: 'Requested Range Not Satisfiable', 501: 'Not Implemented',
+})
+
+FORMATS = {'plain': 'text/plain; charset=utf-8',
+           'json': 'application/json; charset=utf-8',
+           'xml': 'application/xml; charset=utf-8'}
+
+
+class HTTPError(Exception):
+    """An answer other than success: status, one-line reason, headers."""
+
+    def __init__(self, status, reason=None, headers=None):
+        super().__init__(reason or STATUS_TEXT.get(status, 'Error'))
+        self.status = status
+        self.reason = reason or STATUS_TEXT.get(status, 'Error')
+        self.headers = headers or {}
+
+
+class Request:
+    """What the controllers need of one request."""
+
+    def __init__(self, env):
+        self.env = env
+        self.method = env['REQUEST_METHOD']
+        try:
+            self.path = env.get('PATH_INFO', '').encode(
+                'latin-1').decode('utf-8')
+        except UnicodeError:
+            raise HTTPError(412, 'Invalid UTF8 in path') from None
+        self.user = None
+        self._params = None
+
+    def header(self, name):
+        key = name.upper().replace('-', '_')
+        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+            return self.env.get(key)
+        return self.env.get('HTTP_' + key)
+
+    def headers(self):
+        """``{lower-case name: value}`` of every request header."""
+        found = {}
+        for key, value in self.env.items():
+            if key.startswith('HTTP_'):
+                found[key[5:].replace('_', '-').lower()] = value
+            elif key in ('CONTENT_TYPE', 'CONTENT_LENGTH') and value:
+                found[key.replace('_', '-').lower()] = value
+        raw = self.env.get('headers_raw')
+        if raw is not None and not any(k.lower() == 'content-type'
+                                       for k, _ in raw):
+            # NOTE: eventlet.wsgi puts text/plain in CONTENT_TYPE when the
+            # request has none; Swift guesses from the name instead.
+            found.pop('content-type', None)
+        return found
+
+    @property
+    def params(self):
+        """The query arguments (412 if not UTF-8 or holding NUL)."""
+        if self._params is None:
+            try:
+                pairs = urllib.parse.parse_qsl(
+                    self.env.get('QUERY_STRING', ''),
+                    keep_blank_values=True, errors='strict')
+            except (UnicodeError, ValueError):
+                raise HTTPError(412, 'Invalid UTF8 in query') from None
+            if any('\x00' in k or '\x00' in v for k, v in pairs):
+                raise HTTPError(412, 'NUL in query')
+            self._params = dict(pairs)
+        return self._params
+
+    def body_chunks(self, chunk_size=CHUNK_SIZE):
+        wsgi_input = self.env['wsgi.input']
+        while True:
+            try:
+                chunk = wsgi_input.read(chunk_size)
+            except (OSError, ValueError) as err:
+                raise HTTPError(499, 'client disconnected: %s'
+                                % err) from None
+            if not chunk:
+                return
+            yield chunk
+
+
+# -- small helpers ------------------------------------------------------------
+
+def last_modified(when):
+    """HTTP date of a timestamp (rounded up to the second, as Swift)."""
+    return email.utils.formatdate(math.ceil(float(when)), usegmt=True)
+
+
+def _title(name):
+    return '-'.join(p.capitalize() for p in name.split('-'))
+
+
+def _log_field(text):
+    if not text:
+        return '-'
+    return urllib.parse.quote(text, safe=_LOG_SAFE.replace('%?', ''))
+
+
+def _logged_target(env):
+    raw = env.get('RAW_PATH_INFO') or env.get('PATH_INFO', '')
+    if env.get('QUERY_STRING'):
+        raw += '?' + env['QUERY_STRING']
+    raw = raw.encode('latin-1', 'replace')
+    text = urllib.parse.quote(raw[:MAX_LOG_PATH + 1], safe=_LOG_SAFE)
+    if len(text) > MAX_LOG_PATH:
+        text = text[:MAX_LOG_PATH] + '...'
+    return text
+
+
+def check_metadata(headers, kind):
+    """400 unless the ``X-<kind>-Meta-*`` headers keep Swift's limits.
+    Returns ``{Title-Cased name: value}`` to store (``X-Remove-...``
+    become empty values: deleted)."""
+    prefix = 'x-%s-meta-' % kind
+    remove = 'x-remove-%s-meta-' % kind
+    found = {}
+    size = 0
+    for key, value in headers.items():
+        if key.startswith(remove):
+            key, value = prefix + key[len(remove):], ''
+        elif not key.startswith(prefix):
+            continue
+        name = key[len(prefix):]
+        if not name:
+            raise HTTPError(400, 'Metadata name cannot be empty')
+        if len(name) > MAX_META_NAME_LENGTH:
+            raise HTTPError(400, 'Metadata name too long; max %d'
+                            % MAX_META_NAME_LENGTH)
+        if len(value) > MAX_META_VALUE_LENGTH:
+            raise HTTPError(400, 'Metadata value longer than %d'
+                            % MAX_META_VALUE_LENGTH)
+        size += len(name) + len(value)
+        found[_title(key)] = value
+    if len(found) > MAX_META_COUNT:
+        raise HTTPError(400, 'Too many metadata items; max %d'
+                        % MAX_META_COUNT)
+    if size > MAX_META_OVERALL_SIZE:
+        raise HTTPError(400, 'Total metadata too large; max %d'
+                        % MAX_META_OVERALL_SIZE)
+    return found
+
+
+def parse_range(header, length):
+    """``(start, end)`` inclusive of a single ``bytes=`` range, None to
+    send the whole body (absent, malformed or several ranges: RFC 7233
+    lets a server ignore them), or 416 (HTTPError) if unsatisfiable."""
+    if not header or not header.strip().lower().startswith('bytes='):
+        return None
+    specs = header.strip()[6:].split(',')
+    if len(specs) != 1:
+        return None
+    first, dash, last = specs[0].strip().partition('-')
+    first, last = first.strip(), last.strip()
+    if not dash or not (first.isdigit() or last.isdigit()) \
+            or (first and not first.isdigit()) \
+            or (last and not last.isdigit()):
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or length == 0:
+            raise _unsatisfiable(length)
+        return max(0, length - suffix), length - 1
+    start = int(first)
+    end = int(last) if last else None
+    if end is not None and end < start:
+        return None
+    if start >= length:
+        raise _unsatisfiable(length)
+    end = length - 1 if end is None else end
+    return start, min(end, length - 1)
+
+
+def _unsatisfiable(length):
+    return HTTPError(416, 'Requested range not satisfiable',
+                     {'Content-Range': 'bytes */%d' % length})
+
+
+def _slice(chunks, start, end):
+    """Bytes ``start`` to ``end`` (inclusive) of a chunk iterator; the
+    iterator is closed when done."""
+    offset = 0
+    try:
+        for chunk in chunks:
+            lo, hi = offset, offset + len(chunk)
+            offset = hi
+            if hi <= start:
+                continue
+            yield chunk[max(0, start - lo):min(len(chunk), end + 1 - lo)]
+            if hi > end:
+                return
+    finally:
+        close = getattr(chunks, 'close', None)
+        if close is not None:
+            close()
+
+
+class Stamper:
+    """Timestamps for writes, strictly increasing in this process: two
+    writes of one name through it never tie."""
+
+    def __init__(self, clock=time.time):
+        self.clock = clock
+        self._last = None
+
+    def __call__(self):
+        now = timestamp.Timestamp.now(self.clock)
+        if self._last is not None and now <= self._last:
+            ticks = round(float(self._last) * timestamp.TICKS_PER_SECOND)
+            now = timestamp.Timestamp(timestamp._format(ticks + 1))
+        self._last = now
+        return now
+
+
+class Spool:
+    """An uploaded body on its way to the object nodes: in memory up to
+    :data:`MEMORY_BODY`, then in a temporary file; length and MD5."""
+
+    def __init__(self, memory=MEMORY_BODY):
+        self.memory = memory
+        self.size = 0
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._buf = bytearray()
+        self._file = None
+
+    def write(self, chunk):
+        self._md5.update(chunk)
+        self.size += len(chunk)
+        if self._file is None and len(self._buf) + len(chunk) \
+                <= self.memory:
+            self._buf += chunk
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix='coordsync-proxy-')
+            concurrency.run_in_thread(self._file.write, bytes(self._buf))
+            self._buf = bytearray()
+        concurrency.run_in_thread(self._file.write, chunk)
+
+    @property
+    def etag(self):
+        return self._md5.hexdigest()
+
+    def body(self):
+        """A fresh body: bytes, or an iterator over the file."""
+        if self._file is None:
+            return bytes(self._buf)
+        concurrency.run_in_thread(self._file.flush)
+        return self._iter_file()
+
+    def _iter_file(self):
+        fd = self._file.fileno()
+        offset = 0
+        while offset < self.size:
+            chunk = concurrency.run_in_thread(
+                os.pread, fd, min(CHUNK_SIZE, self.size - offset), offset)
+            if not chunk:
+                return
+            offset += len(chunk)
+            yield chunk
+
+    def close(self):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# -- the application ----------------------------------------------------------
+
+class ProxyApp:
+    """The Swift API (see the module docstring).
+
+    :param conf: ConfigOpts with ``[proxy]``.
+    :param backend: a :class:`~coordsync.proxy.backend.Backend`.
+    :param auth: a :class:`~coordsync.proxy.auth.TokenAuth`.
+    """
+
+    def __init__(self, conf, backend, auth, logger=None, access_log=None,
+                 clock=time.time):
+        self.conf = conf
+        self.backend = backend
+        self.auth = auth
+        self.log = logger or LOG
+        self.access_log = access_log or logging.getLogger(ACCESS_LOGGER)
+        self.clock = clock
+        self.stamp = Stamper(clock)
+        self.max_file_size = conf.proxy.max_file_size
+        self.recheck = conf.proxy.recheck_container_existence
+        # (account, container) -> (expires, headers): containers seen.
+        self._containers = {}
+
+    @classmethod
+    def from_conf(cls, conf):
+        """The app of a config: rings, node client and users loaded
+        (ConfigError, RingError on trouble)."""
+        from coordsync.common import direct_client
+        from coordsync.common import ring as ring_mod
+
+        def load(path):
+            return ring_mod.Ring(path, conf.hash_path_prefix,
+                                 conf.hash_path_suffix)
+        backend = backend_mod.Backend(
+            direct_client.NodeClient(conf), load(conf.ring_file),
+            load(conf.container_ring_file), load(conf.account_ring_file))
+        users = auth_mod.parse_users(conf.proxy.users)
+        if not users:
+            LOG.warning('No [proxy] users: nobody can authenticate')
+        auth = auth_mod.TokenAuth(users, conf.proxy.token_ttl,
+                                  conf.proxy.max_tokens)
+        return cls(conf, backend, auth)
+
+    # -- WSGI -----------------------------------------------------------------
+
+    def __call__(self, env, start_response):
+        arrived, started = time.time(), time.monotonic()
+        trans_id = 'tx%s-%010x' % (secrets.token_hex(10), int(arrived))
+        req = None
+        try:
+            req = Request(env)
+            status, headers, body = self.handle(req)
+        except HTTPError as err:
+            status, headers, body = self._error(err)
+        except Exception:
+            self.log.exception('%s %s: unexpected error (%s)',
+                               env.get('REQUEST_METHOD'),
+                               env.get('PATH_INFO', '')[:256], trans_id)
+            status, headers, body = self._error(HTTPError(500))
+        headers['X-Trans-Id'] = trans_id
+        headers['X-Openstack-Request-Id'] = trans_id
+        if isinstance(body, (list, tuple)):
+            headers.setdefault('Content-Length',
+                               str(sum(len(b) for b in body)))
+        if env['REQUEST_METHOD'] == 'HEAD':
+            if hasattr(body, 'close'):
+                body.close()
+            body = []
+        start_response('%d %s' % (status, STATUS_TEXT.get(status, 'Unknown')),
+                       list(headers.items()))
+        if not self.conf.proxy.access_log:
+            return body
+        user = req.user if req is not None else None
+        return wsgi.LoggedBody(body, lambda sent: self.access_log.info(
+            '%.3f %s "%s" %d %d %.1f %s %s %s', arrived,
+            _log_field(env.get('REQUEST_METHOD')), _logged_target(env),
+            status, sent, (time.monotonic() - started) * 1000,
+            _log_field(user), trans_id, _log_field(env.get('REMOTE_ADDR'))))
+
+    def _error(self, err):
+        headers = dict(err.headers)
+        headers['Content-Type'] = 'text/plain; charset=utf-8'
+        if err.status == 401:
+            headers.setdefault('Www-Authenticate', 'Swift realm="unknown"')
+        if err.status == 304:
+            return err.status, headers, []
+        reason = ' '.join(str(err.reason).split())
+        if err.status >= 500 and err.status != 503:
+            self.log.error('%s', reason)
+        return err.status, headers, [(reason + '\n').encode('utf-8')]
+
+    def handle(self, req):
+        path = req.path
+        if path == '/healthcheck':
+            self._allow(req, ('GET', 'HEAD'))
+            return 200, {'Content-Type': 'text/plain'}, [b'OK']
+        if path in ('/info', '/info/'):
+            self._allow(req, ('GET', 'HEAD'))
+            return self.info()
+        if path in AUTH_PATHS:
+            self._allow(req, ('GET', 'HEAD'))
+            return self.authenticate(req)
+        if path == '/v1' or path.startswith('/v1/'):
+            return self.api(req)
+        raise HTTPError(404, 'no such path')
+
+    @staticmethod
+    def _allow(req, methods):
+        if req.method not in methods:
+            raise HTTPError(405, '%s takes %s' % (req.path[:64],
+                                                  ', '.join(methods)),
+                            {'Allow': ', '.join(methods)})
+
+    # -- /info and auth -------------------------------------------------------
+
+    def info(self):
+        body = {
+            'swift': {
+                'version': version.version_string(),
+                'max_file_size': self.max_file_size,
+                'max_meta_name_length': MAX_META_NAME_LENGTH,
+                'max_meta_value_length': MAX_META_VALUE_LENGTH,
+                'max_meta_count': MAX_META_COUNT,
+                'max_meta_overall_size': MAX_META_OVERALL_SIZE,
+                'max_header_size': MAX_HEADER_SIZE,
+                'max_object_name_length': layout.MAX_OBJECT_LENGTH,
+                'max_container_name_length': layout.MAX_CONTAINER_LENGTH,
+                'max_account_name_length': layout.MAX_ACCOUNT_LENGTH,
+                'container_listing_limit': LISTING_LIMIT,
+                'account_listing_limit': LISTING_LIMIT,
+                'valid_api_versions': ['v1', 'v1.0'],
+                'policies': [{'name': POLICY_NAME, 'aliases': POLICY_NAME,
+                              'default': True}],
+                'allow_account_management': False,
+                'account_autocreate': True,
+                'strict_cors_mode': True,
+            },
+            'tempauth': {'account_acls': False},
+        }
+        data = json.dumps(body, sort_keys=True).encode('utf-8')
+        return 200, {'Content-Type': FORMATS['json']}, [data]
+
+    def authenticate(self, req):
+        label = req.header('X-Auth-User') or req.header('X-Storage-User')
+        key = req.header('X-Auth-Key') or req.header('X-Storage-Pass')
+        if not label or not key:
+            raise HTTPError(401, 'X-Auth-User and X-Auth-Key required')
+        found = self.auth.authenticate(label, key)
+        if found is None:
+            self.log.info('Authentication refused for user %r',
+                          label[:64])
+            raise HTTPError(401, 'bad credentials')
+        token, identity = found
+        req.user = identity.label
+        url = '%s/v1/%s' % (self._url_base(req),
+                            urllib.parse.quote(identity.user.storage_account))
+        return 200, {'X-Auth-Token': token, 'X-Storage-Token': token,
+                     'X-Auth-Token-Expires': str(int(self.auth.ttl)),
+                     'X-Storage-Url': url,
+                     'Content-Type': 'text/plain; charset=utf-8'}, []
+
+    def _url_base(self, req):
+        if self.conf.proxy.storage_url_base:
+            return self.conf.proxy.storage_url_base.rstrip('/')
+        host = req.header('Host') or ''
+        if not host or len(host) > 256 or not all(
+                c.isalnum() or c in '.-:[]' for c in host):
+            host = '%s:%d' % (self.conf.proxy.bind_ip,
+                              self.conf.proxy.bind_port)
+        return 'http://' + host
+
+    # -- /v1 ------------------------------------------------------------------
+
+    def api(self, req):
+        for key, value in req.env.items():
+            if key.startswith('HTTP_') and len(value) > MAX_HEADER_SIZE:
+                raise HTTPError(400, 'Header value too long: %s'
+                                % key[5:][:64])
+        if req.method not in API_METHODS:
+            raise HTTPError(405, 'method not allowed',
+                            {'Allow': ', '.join(API_METHODS)})
+        account, container, obj = self._split(req.path)
+        token = req.header('X-Auth-Token') or req.header('X-Storage-Token')
+        identity = self.auth.identify(token)
+        if identity is not None:
+            req.user = identity.label
+        acls = None
+        if identity is None and token:
+            raise HTTPError(401, 'invalid or expired token')
+        if self.auth.needs_acls(identity, account, container, obj,
+                                req.method):
+            info = self._container_info(account, container)
+            if info is not None:
+                acls = (info.get('x-container-read'),
+                        info.get('x-container-write'))
+        denied = self.auth.authorize(identity, account, container, obj,
+                                     req.method, acls)
+        if denied:
+            raise HTTPError(denied, 'token required' if denied == 401
+                            else 'not allowed')
+        if obj:
+            return self.object_request(req, account, container, obj)
+        if container:
+            return self.container_request(req, account, container)
+        return self.account_request(req, account)
+
+    @staticmethod
+    def _split(path):
+        """``(account, container or None, object or None)`` of a /v1
+        path, each checked (400)."""
+        rest = path[len('/v1/'):] if path.startswith('/v1/') else ''
+        account, _, rest = rest.partition('/')
+        container, _, obj = rest.partition('/')
+        try:
+            layout.check_name('account', account, layout.MAX_ACCOUNT_LENGTH)
+            if container:
+                layout.check_name('container', container,
+                                  layout.MAX_CONTAINER_LENGTH)
+            elif obj:
+                raise ValueError('empty container name')
+            if obj:
+                layout.check_name('object', obj, layout.MAX_OBJECT_LENGTH,
+                                  allow_slash=True)
+        except ValueError as err:
+            raise HTTPError(400, 'Invalid path: %s' % err) from None
+        return account, container or None, obj or None
+
+    # -- accounts -------------------------------------------------------------
+
+    def account_request(self, req, account):
+        if req.method in ('GET', 'HEAD'):
+            return self.account_get(req, account)
+        if req.method == 'POST':
+            return self.account_post(req, account)
+        raise HTTPError(405, 'accounts are created by their first '
+                             'container', {'Allow': 'GET, HEAD, POST'})
+
+    def account_get(self, req, account):
+        query = None
+        fmt = None
+        if req.method == 'GET':
+            fmt = self._format(req)
+            query = self._listing_query(req)
+        reply = self._read(self.backend.account_read, req.method, account,
+                           query=query)
+        if reply.status == 404:
+            # NOTE: Swift's account_autocreate: an account nobody wrote
+            # to yet is an empty one.
+            now = self.stamp()
+            headers = {'X-Account-Container-Count': '0',
+                       'X-Account-Object-Count': '0',
+                       'X-Account-Bytes-Used': '0',
+                       'X-Timestamp': now.normal,
+                       'X-Put-Timestamp': now.normal}
+            rows = []
+        else:
+            headers = self._info_headers(reply.headers, 'account')
+            rows = self._rows(reply) if req.method == 'GET' else []
+        if req.method == 'HEAD':
+            headers['Content-Type'] = FORMATS['plain']
+            return 204, headers, []
+        return self._listing(fmt, 'account', account, rows, headers,
+                             limit_zero=req.params.get('limit') == '0')
+
+    def account_post(self, req, account):
+        metadata = check_metadata(req.headers(), 'account')
+        headers = dict(metadata, **{'X-Timestamp': self.stamp().normal})
+        status = self.backend.account_write('POST', account, headers)
+        if status == 404:
+            put = {'X-Timestamp': headers['X-Timestamp']}
+            status = self.backend.account_write('PUT', account, put)
+            if status // 100 == 2:
+                headers['X-Timestamp'] = self.stamp().normal
+                status = self.backend.account_write('POST', account,
+                                                    headers)
+        return self._write_answer(status, 204)
+
+    # -- containers -----------------------------------------------------------
+
+    def container_request(self, req, account, container):
+        if req.method in ('GET', 'HEAD'):
+            return self.container_get(req, account, container)
+        headers = {}
+        if req.method in ('PUT', 'POST'):
+            given = req.headers()
+            headers.update(check_metadata(given, 'container'))
+            for name in _CONTAINER_HEADERS:
+                remove = name.replace('x-', 'x-remove-', 1)
+                if name in given:
+                    headers[_title(name)] = given[name]
+                elif remove in given:
+                    headers[_title(name)] = ''
+            policy = given.get('x-storage-policy')
+            if policy is not None:
+                if req.method == 'POST':
+                    raise HTTPError(400, 'Will not change policy')
+                if policy.lower() != POLICY_NAME.lower():
+                    raise HTTPError(400, 'Invalid X-Storage-Policy %r'
+                                    % policy[:64])
+            if req.method == 'PUT':
+                headers['X-Backend-Storage-Policy-Index'] = '0'
+        headers['X-Timestamp'] = self.stamp().normal
+        self._containers.pop((account, container), None)
+        status = self.backend.container_write(req.method, account,
+                                              container, headers)
+        self._containers.pop((account, container), None)
+        if req.method == 'PUT':
+            if status in (201, 202):
+                return status, {'Content-Type': FORMATS['plain']}, []
+            return self._write_answer(status, status)
+        return self._write_answer(status, 204)
+
+    def container_get(self, req, account, container):
+        query = None
+        fmt = None
+        if req.method == 'GET':
+            fmt = self._format(req)
+            query = self._listing_query(req)
+        reply = self._read(self.backend.container_read, req.method,
+                           account, container, query=query)
+        if reply.status == 404:
+            raise HTTPError(404, 'container not found')
+        headers = self._info_headers(reply.headers, 'container')
+        if req.method == 'HEAD':
+            headers['Content-Type'] = FORMATS['plain']
+            return 204, headers, []
+        return self._listing(fmt, 'container', container, self._rows(reply),
+                             headers,
+                             limit_zero=req.params.get('limit') == '0')
+
+    def _container_info(self, account, container):
+        """The container's HEAD headers (cached), None if it does not
+        exist; 503 when no replica answers."""
+        key = (account, container)
+        cached = self._containers.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        reply = self._read(self.backend.container_read, 'HEAD', account,
+                           container)
+        if reply.status == 404:
+            return None
+        if self.recheck > 0:
+            if len(self._containers) > 10000:
+                self._containers.clear()
+            self._containers[key] = (now + self.recheck, reply.headers)
+        return reply.headers
+
+    def _read(self, func, *args, **kwargs):
+        reply = func(*args, **kwargs)
+        if reply.status == 503:
+            raise HTTPError(503, 'no replica answered')
+        if reply.status // 100 != 2 and reply.status != 404:
+            self.log.warning('backend answered %d to a read',
+                             reply.status)
+            raise HTTPError(503 if reply.status >= 500 else reply.status,
+                            'backend: %d' % reply.status)
+        return reply
+
+    @staticmethod
+    def _info_headers(backend_headers, kind):
+        headers = {}
+        for key, value in backend_headers.items():
+            if key.startswith('x-%s-' % kind) or key in (
+                    'x-timestamp', 'x-put-timestamp'):
+                headers[_title(key)] = value
+        headers.pop('X-Container-Sync-Key', None)
+        if kind == 'container':
+            headers['X-Storage-Policy'] = POLICY_NAME
+        put = backend_headers.get('x-put-timestamp') or \
+            backend_headers.get('x-timestamp')
+        if put:
+            try:
+                headers['Last-Modified'] = last_modified(
+                    timestamp.Timestamp(put))
+            except ValueError:
+                pass
+        headers['Accept-Ranges'] = 'bytes'
+        return headers
+
+    # -- listings -------------------------------------------------------------
+
+    @staticmethod
+    def _format(req):
+        fmt = req.params.get('format')
+        if fmt is not None:
+            fmt = fmt.lower()
+            return fmt if fmt in FORMATS else 'plain'
+        accept = (req.header('Accept') or '').lower()
+        if 'application/json' in accept:
+            return 'json'
+        if 'application/xml' in accept or 'text/xml' in accept:
+            return 'xml'
+        return 'plain'
+
+    @staticmethod
+    def _listing_query(req):
+        """The backend query of a listing (412 for bad arguments, as
+        Swift's container server)."""
+        params = req.params
+        query = {'format': 'json'}
+        limit = params.get('limit')
+        if limit is not None and limit != '':
+            if not limit.isdigit() or not limit.isascii():
+                raise HTTPError(412, 'Bad limit: %r' % limit[:32])
+            if int(limit) > LISTING_LIMIT:
+                raise HTTPError(412, 'Maximum limit is %d' % LISTING_LIMIT)
+            # NOTE: the nodes take 1..10000; limit=0 lists nothing.
+            query['limit'] = str(max(1, int(limit)))
+        delimiter = params.get('delimiter')
+        if delimiter:
+            if len(delimiter) > 1 or ord(delimiter) > 254:
+                raise HTTPError(412, 'Bad delimiter')
+            query['delimiter'] = delimiter
+        for name in ('prefix', 'marker', 'end_marker'):
+            value = params.get(name)
+            if value:
+                if len(value.encode('utf-8')) > layout.MAX_OBJECT_LENGTH:
+                    raise HTTPError(412, '%s too long' % name)
+                query[name] = value
+        reverse = params.get('reverse', '').lower()
+        if reverse in ('1', 'true', 'yes', 'on', 't', 'y'):
+            query['reverse'] = 'true'
+        return query
+
+    @staticmethod
+    def _rows(reply):
+        try:
+            rows = json.loads(reply.body.decode('utf-8')) if reply.body \
+                else []
+        except ValueError:
+            raise HTTPError(503, 'backend listing is not JSON') from None
+        if not isinstance(rows, list):
+            raise HTTPError(503, 'backend listing is not a list')
+        return rows
+
+    @staticmethod
+    def _listing(fmt, kind, name, rows, headers, limit_zero=False):
+        if limit_zero:
+            rows = []
+        headers['Content-Type'] = FORMATS[fmt]
+        if fmt == 'json':
+            return 200, headers, [json.dumps(rows).encode('utf-8')]
+        if fmt == 'xml':
+            return 200, headers, [_xml_listing(kind, name, rows)]
+        if not rows:
+            return 204, headers, []
+        text = ''.join('%s\n' % (r.get('name') or r.get('subdir', ''))
+                       for r in rows)
+        return 200, headers, [text.encode('utf-8')]
+
+    # -- objects --------------------------------------------------------------
+
+    def object_request(self, req, account, container, obj):
+        if req.method in ('GET', 'HEAD'):
+            return self.object_get(req, account, container, obj)
+        if req.method == 'PUT':
+            return self.object_put(req, account, container, obj)
+        if req.method == 'POST':
+            return self.object_post(req, account, container, obj)
+        return self.object_delete(req, account, container, obj)
+
+    def _write_timestamp(self, req):
+        given = req.header('X-Timestamp')
+        if given is None:
+            return self.stamp()
+        try:
+            return timestamp.Timestamp(given)
+        except ValueError as err:
+            raise HTTPError(400, 'X-Timestamp should be a UNIX timestamp '
+                                 'float value; was %r (%s)'
+                            % (given[:32], err)) from None
+
+    def _require_container(self, account, container):
+        if self._container_info(account, container) is None:
+            raise HTTPError(404, 'container not found')
+
+    def object_get(self, req, account, container, obj):
+        try:
+            if req.method == 'HEAD':
+                found = self.backend.object_head(account, container, obj)
+                found = None if found is None else (found, iter(()))
+            else:
+                found = self.backend.object_get(account, container, obj)
+        except object_client.QuorumError as err:
+            self.log.warning('%s', err)
+            raise HTTPError(503, 'no object replica answered') from None
+        if found is None:
+            raise HTTPError(404, 'object not found')
+        stored, chunks = found
+        headers = self._object_headers(stored)
+        length = int(stored.get('content-length') or 0)
+        etag = stored.get('etag', '')
+        self._check_conditions(req, etag, chunks)
+        try:
+            wanted = parse_range(req.header('Range'), length) \
+                if req.header('Range') else None
+        except HTTPError:
+            _close(chunks)
+            raise
+        if wanted is None:
+            headers['Content-Length'] = str(length)
+            return 200, headers, chunks
+        start, end = wanted
+        headers['Content-Length'] = str(end - start + 1)
+        headers['Content-Range'] = 'bytes %d-%d/%d' % (start, end, length)
+        return 206, headers, _slice(chunks, start, end)
+
+    @staticmethod
+    def _object_headers(stored):
+        headers = {'Content-Type': stored.get('content-type',
+                                              'application/octet-stream'),
+                   'ETag': stored.get('etag', ''),
+                   'X-Timestamp': stored.get('x-timestamp', ''),
+                   'Accept-Ranges': 'bytes'}
+        try:
+            headers['Last-Modified'] = last_modified(
+                timestamp.Timestamp(stored.get('x-timestamp')))
+        except (TypeError, ValueError):
+            pass
+        for key, value in stored.items():
+            if key.startswith('x-object-meta-'):
+                headers[_title(key)] = value
+        return headers
+
+    @staticmethod
+    def _check_conditions(req, etag, chunks):
+        if_match = req.header('If-Match')
+        if if_match is not None:
+            tags = [t.strip().strip('"') for t in if_match.split(',')]
+            if '*' not in tags and etag not in tags:
+                _close(chunks)
+                raise HTTPError(412, 'If-Match failed', {'ETag': etag})
+        if_none = req.header('If-None-Match')
+        if if_none is not None:
+            tags = [t.strip().strip('"') for t in if_none.split(',')]
+            if '*' in tags or etag in tags:
+                _close(chunks)
+                raise HTTPError(304, 'Not modified', {'ETag': etag})
+
+    def object_put(self, req, account, container, obj, body=None,
+                   metadata=None, content_type=None):
+        """PUT an object; ``body`` (a Spool), ``metadata`` and
+        ``content_type`` are given by a POST, which rewrites the newest
+        version."""
+        if req.header('X-Copy-From') is not None:
+            raise HTTPError(501, 'server-side copy is not supported')
+        given = req.headers()
+        if body is None:
+            length = given.get('content-length')
+            chunked = 'chunked' in given.get('transfer-encoding', '')
+            if length in (None, '') and not chunked:
+                raise HTTPError(411, 'Content-Length or chunked encoding '
+                                     'required')
+            if length not in (None, ''):
+                if not length.isdigit() or not length.isascii() \
+                        or len(length) > 19:
+                    raise HTTPError(400, 'Invalid Content-Length')
+                if int(length) > self.max_file_size:
+                    raise HTTPError(413, 'Your request is too large')
+            metadata = check_metadata(given, 'object')
+        etag = given.get('etag') if body is None else None
+        if etag is not None:
+            etag = etag.strip('"').lower()
+        when = self._write_timestamp(req)
+        self._require_container(account, container)
+        if body is None:
+            content_type = given.get('content-type')
+        if body is None and (not content_type or given.get(
+                'x-detect-content-type', '').lower() in ('true', '1')):
+            content_type = mimetypes.guess_type(obj)[0] \
+                or 'application/octet-stream'
+        if not content_type or any(ord(c) < 32 for c in content_type):
+            raise HTTPError(400, 'Invalid Content-Type')
+        spool = body
+        try:
+            if spool is None:
+                spool = self._read_body(req, length)
+            if etag is not None and etag != spool.etag:
+                raise HTTPError(422, 'Unprocessable Entity: ETag mismatch')
+            headers = {'X-Timestamp': when.normal,
+                       'Content-Type': content_type,
+                       'Content-Length': str(spool.size),
+                       'ETag': spool.etag}
+            headers.update(metadata)
+            statuses, replicas = self.backend.object_write(
+                'PUT', account, container, obj, headers, spool.body)
+        finally:
+            if spool is not None and body is None:
+                spool.close()
+        ok = sum(1 for s in statuses if s == 201)
+        quorum = backend_mod.quorum_size(replicas)
+        answer = {'ETag': spool.etag, 'Last-Modified': last_modified(when),
+                  'X-Timestamp': when.normal,
+                  'Content-Type': FORMATS['plain']}
+        if ok >= quorum:
+            return 201, answer, []
+        if sum(1 for s in statuses if s in (201, 409)) >= quorum:
+            # NOTE: as Swift: a newer version was there already.
+            return 202, answer, []
+        status = backend_mod.best_status(statuses, replicas)
+        self.log.warning('PUT /%s/%s/%s: statuses %s', account, container,
+                         obj, statuses)
+        raise HTTPError(status if status // 100 == 4 else 503,
+                        'object write failed')
+
+    def _read_body(self, req, length):
+        expected = int(length) if length not in (None, '') else None
+        spool = Spool()
+        try:
+            for chunk in req.body_chunks():
+                spool.write(chunk)
+                if spool.size > self.max_file_size:
+                    raise HTTPError(413, 'Your request is too large')
+                if expected is not None and spool.size > expected:
+                    raise HTTPError(400, 'body longer than Content-Length')
+        except BaseException:
+            spool.close()
+            raise
+        if expected is not None and spool.size != expected:
+            spool.close()
+            raise HTTPError(499, 'client disconnected: %d of %d bytes'
+                            % (spool.size, expected))
+        return spool
+
+    def object_post(self, req, account, container, obj):
+        """Swift's object POST: new metadata (and Content-Type), body
+        kept; done here by rewriting the newest version."""
+        metadata = check_metadata(req.headers(), 'object')
+        try:
+            found = self.backend.object_get(account, container, obj)
+        except object_client.QuorumError:
+            raise HTTPError(503, 'no object replica answered') from None
+        if found is None:
+            raise HTTPError(404, 'object not found')
+        stored, chunks = found
+        spool = Spool()
+        try:
+            for chunk in chunks:
+                spool.write(chunk)
+            meta = {k: v for k, v in metadata.items() if v}
+            content_type = req.headers().get('content-type') or stored.get(
+                'content-type')
+            self.object_put(req, account, container, obj, body=spool,
+                            metadata=meta, content_type=content_type)
+        finally:
+            spool.close()
+        return 202, {'Content-Type': FORMATS['plain']}, []
+
+    def object_delete(self, req, account, container, obj):
+        when = self._write_timestamp(req)
+        self._require_container(account, container)
+        statuses, replicas = self.backend.object_write(
+            'DELETE', account, container, obj,
+            {'X-Timestamp': when.normal})
+        status = backend_mod.best_status(statuses, replicas)
+        if status // 100 == 2:
+            return 204, {'Content-Type': FORMATS['plain'],
+                         'X-Timestamp': when.normal}, []
+        if status in (404, 409):
+            # NOTE: a tombstone was written all the same (404) or lost
+            # to a newer write (409): its timestamp tells which.
+            raise HTTPError(status, 'not found' if status == 404
+                            else 'a newer version is stored',
+                            {'X-Timestamp': when.normal})
+        raise HTTPError(status if status // 100 == 4 else 503,
+                        'object delete failed')
+
+    def _write_answer(self, status, success):
+        if status // 100 == 2:
+            return success, {'Content-Type': FORMATS['plain']}, []
+        if status == 503:
+            raise HTTPError(503, 'no quorum of replicas answered')
+        raise HTTPError(status)
+
+
+def _close(chunks):
+    close = getattr(chunks, 'close', None)
+    if close is not None:
+        close()
+
+
+def _xml_listing(kind, name, rows):
+    quote = saxutils.escape
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n',
+           '<%s name=%s>' % (kind, saxutils.quoteattr(name))]
+    item = 'object' if kind == 'container' else 'container'
+    for row in rows:
+        if 'subdir' in row:
+            out.append('<subdir name=%s><name>%s</name></subdir>' % (
+                saxutils.quoteattr(row['subdir']), quote(row['subdir'])))
+            continue
+        out.append('<%s>' % item)
+        for key, value in row.items():
+            out.append('<%s>%s</%s>' % (key, quote(str(value)), key))
+        out.append('</%s>' % item)
+    out.append('</%s>' % kind)
+    return ''.join(out).encode('utf-8')
+
