@@ -147,6 +147,16 @@ class Grant:
                                self.token, self.item, highest))
 
 
+class Figures:
+    """Base of a daemon's figures (a dataclass of counters): ``add``
+    sums another's into it, for a pass's total of its jobs."""
+
+    def add(self, other):
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name)
+                    + getattr(other, field.name))
+
+
 class PeerErrors:
     """Errors talking to other nodes in one pass, counted per peer.
 
@@ -739,6 +749,37 @@ class Worker:
         for pool in list(self._pools):
             for thread in list(pool.coroutines_running):
                 concurrency.kill(thread)
+
+
+class RingWorker(Worker):
+    """A worker over this node's devices in a ring.
+
+    Subclasses set ``self.ring`` (the ring placing what they work on)
+    and ``self.manager`` (with ``get_dev_path(device)``, None when the
+    device is unavailable).
+    """
+
+    ring = None
+    manager = None
+
+    def local_devices(self):
+        return [d['device'] for d in
+                self.ring.devices_on_node(self.conf.node_name)]
+
+    def expected_nodes(self):
+        return {d['node'] for d in self.ring.devices if d}
+
+    def available_devices(self, devices=None):
+        """This node's ring devices (only ``devices`` if given) that are
+        available; an unavailable one is logged and skipped."""
+        for dev in self.ring.devices_on_node(self.conf.node_name):
+            name = dev['device']
+            if devices and name not in devices:
+                continue
+            if self.manager.get_dev_path(name) is None:
+                self.log.warning('Device %s unavailable, skipped', name)
+                continue
+            yield dev
 
 
 class WorkerService:

@@ -59,7 +59,7 @@ LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class DbStats:
+class DbStats(worker.Figures):
     """What one or more partition jobs did; summed into a pass."""
 
     dbs_checked: int = 0
@@ -73,11 +73,6 @@ class DbStats:
     quarantined: int = 0
     reported: int = 0
     errors: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name)
-                    + getattr(other, field.name))
 
 
 @dataclasses.dataclass
@@ -548,7 +543,7 @@ def replication_label(node):
     return direct_client.node_label(node)
 
 
-class DbReplicator(worker.Worker):
+class DbReplicator(worker.RingWorker):
     """See the module docstring; subclasses name the datadir and ring."""
 
     item_noun = 'partitions'
@@ -563,34 +558,19 @@ class DbReplicator(worker.Worker):
         self.ring = ring or ring_mod.Ring(
             conf[self.ring_option], conf.hash_path_prefix,
             conf.hash_path_suffix)
-        self.manager = manager or diskfile.DiskFileManager(
-            conf.devices, mount_check=conf.mount_check,
-            reclaim_age=conf.reclaim_age,
-            hash_prefix=conf.hash_path_prefix,
-            hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.manager = manager or diskfile.DiskFileManager.from_conf(
+            conf, self.log)
         self.client = node_client or direct_client.NodeClient(
             conf, member_id=coordinator.member_id)
         self.dbsync = replication.DbSyncClient(self.client, self.datadir)
         self.report = reporter or AccountReporter(conf, self.client,
                                                   self.log)
 
-    def local_devices(self):
-        return [d['device'] for d in
-                self.ring.devices_on_node(self.conf.node_name)]
-
-    def expected_nodes(self):
-        return {d['node'] for d in self.ring.devices if d}
-
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
-        for dev in self.ring.devices_on_node(self.conf.node_name):
+        for dev in self.available_devices(devices):
             name = dev['device']
-            if devices and name not in devices:
-                continue
             dev_path = self.manager.get_dev_path(name)
-            if dev_path is None:
-                self.log.warning('Device %s unavailable, skipped', name)
-                continue
             primary = set(self.ring.partitions_for_device(dev['id']))
             for part in sorted(primary):
                 nodes = self.ring.get_part_nodes(part)

@@ -271,7 +271,7 @@ class DeviceSweep:
             data['headers'], done))
 
 
-class ObjectUpdater(worker.Worker):
+class ObjectUpdater(worker.RingWorker):
     """See the module docstring."""
 
     name = 'object-updater'
@@ -288,30 +288,15 @@ class ObjectUpdater(worker.Worker):
         self.container_ring = container_ring or ring_mod.Ring(
             conf.container_ring_file, conf.hash_path_prefix,
             conf.hash_path_suffix)
-        self.manager = manager or diskfile.DiskFileManager(
-            conf.devices, mount_check=conf.mount_check,
-            hash_prefix=conf.hash_path_prefix,
-            hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.manager = manager or diskfile.DiskFileManager.from_conf(
+            conf, self.log)
         self.client = node_client or direct_client.NodeClient(
             conf, member_id=coordinator.member_id)
 
-    def local_devices(self):
-        return [d['device'] for d in
-                self.ring.devices_on_node(self.conf.node_name)]
-
-    def expected_nodes(self):
-        return {d['node'] for d in self.ring.devices if d}
-
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
-        for dev in self.ring.devices_on_node(self.conf.node_name):
-            name = dev['device']
-            if devices and name not in devices:
-                continue
-            if self.manager.get_dev_path(name) is None:
-                self.log.warning('Device %s unavailable, skipped', name)
-                continue
-            jobs.append(Job(name, self.conf.node_name))
+        for dev in self.available_devices(devices):
+            jobs.append(Job(dev['device'], self.conf.node_name))
         return jobs
 
     def static_jobs(self, jobs):

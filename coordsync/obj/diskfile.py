@@ -243,6 +243,14 @@ class DiskFileManager:
         self._quarantine_count = 0
         self._count_lock = threading.Lock()
 
+    @classmethod
+    def from_conf(cls, conf, logger=None):
+        """The manager of this node's devices, as the config says."""
+        return cls(conf.devices, mount_check=conf.mount_check,
+                   reclaim_age=conf.reclaim_age,
+                   hash_prefix=conf.hash_path_prefix,
+                   hash_suffix=conf.hash_path_suffix, logger=logger)
+
     @property
     def quarantine_count(self):
         """How many hash directories this manager has quarantined."""

@@ -65,7 +65,7 @@ LockLost = worker.LockLost
 
 
 @dataclasses.dataclass
-class RepairStats:
+class RepairStats(worker.Figures):
     """What one or more jobs did; summed into a pass's figures."""
 
     replicate_requests: int = 0
@@ -76,11 +76,6 @@ class RepairStats:
     bytes_pushed: int = 0
     handoffs_deleted: int = 0
     errors: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name)
-                    + getattr(other, field.name))
 
 
 @dataclasses.dataclass

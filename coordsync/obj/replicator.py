@@ -50,7 +50,7 @@ class Job:
         return self.device
 
 
-class ObjectReplicator(worker.Worker):
+class ObjectReplicator(worker.RingWorker):
     """See the module docstring."""
 
     name = 'object-replicator'
@@ -64,31 +64,16 @@ class ObjectReplicator(worker.Worker):
         super().__init__(conf, coordinator, logger)
         self.ring = ring or ring_mod.Ring(
             conf.ring_file, conf.hash_path_prefix, conf.hash_path_suffix)
-        self.manager = manager or diskfile.DiskFileManager(
-            conf.devices, mount_check=conf.mount_check,
-            reclaim_age=conf.reclaim_age,
-            hash_prefix=conf.hash_path_prefix,
-            hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.manager = manager or diskfile.DiskFileManager.from_conf(
+            conf, self.log)
         self.client = node_client or direct_client.NodeClient(
             conf, member_id=coordinator.member_id)
-
-    def local_devices(self):
-        return [d['device'] for d in
-                self.ring.devices_on_node(self.conf.node_name)]
-
-    def expected_nodes(self):
-        return {d['node'] for d in self.ring.devices if d}
 
     def collect_jobs(self, devices=None, partitions=None):
         """Jobs for this node's available devices (optionally filtered)."""
         jobs = []
-        for dev in self.ring.devices_on_node(self.conf.node_name):
+        for dev in self.available_devices(devices):
             name = dev['device']
-            if devices and name not in devices:
-                continue
-            if self.manager.get_dev_path(name) is None:
-                self.log.warning('Device %s unavailable, skipped', name)
-                continue
             primary = set(self.ring.partitions_for_device(dev['id']))
             for part in sorted(primary):
                 nodes = self.ring.get_part_nodes(part)

@@ -584,11 +584,8 @@ class NodeServer(wsgi.NodeApp):
             raise exceptions.ConfigError(
                 '[DEFAULT] cluster_secret is required by the node server')
         super().__init__(conf, logger=logger, token_store=token_store)
-        self.manager = manager or diskfile.DiskFileManager(
-            conf.devices, mount_check=conf.mount_check,
-            reclaim_age=conf.reclaim_age,
-            hash_prefix=conf.hash_path_prefix,
-            hash_suffix=conf.hash_path_suffix, logger=self.log)
+        self.manager = manager or diskfile.DiskFileManager.from_conf(
+            conf, self.log)
         self.container_updates = updates.ContainerUpdates.from_conf(
             conf, self.manager, self.log)
         self.add_routes(ObjectRoutes(
