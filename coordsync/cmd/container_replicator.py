@@ -13,13 +13,13 @@ config or ring. The options are those of coordsync-replicator.
 
 import sys
 
-from coordsync.cmd import db_replicator
+from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'container-replicator'
 
 
 def main(argv=None):
-    return db_replicator.run_worker(
+    return replicator_cmd.run_worker(
         NAME, 'coordsync-container-replicator', argv)
 
 

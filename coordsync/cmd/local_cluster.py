@@ -7,9 +7,12 @@
 ``up`` creates the working directory once (a config per node, devices as
 plain directories, a ring, a cluster secret and hash salts), then starts
 one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i - 1>
-(each running the coordinated replicator unless ``--replicate-every 0``),
-sharing the embedded coordination backend (or ``--backend URL``), waits
-until every node serves and has joined, and prints coordsync-status.
+(each running every background worker: the object replicator, the
+object updater, the container and account replicators, with
+``--replicate-every`` seconds between passes; none with
+``--replicate-every 0``), sharing the embedded coordination backend (or
+``--backend URL``), waits until every node serves and has joined, and
+prints coordsync-status.
 Running ``up`` again reuses the directory and its secrets, so data stays
 findable.
 
@@ -53,8 +56,14 @@ DEFAULT_WORKDIR = 'local-cluster'
 META = 'cluster.json'
 CONTAINER_RING = 'container.ring.json'
 ACCOUNT_RING = 'account.ring.json'
-# What each node server runs unless --replicate-every 0.
-BACKGROUND_WORKERS = ('object-replicator', 'object-updater')
+# What each node server runs unless --replicate-every 0, and the option
+# group of each (its pause between passes is --replicate-every).
+BACKGROUND_WORKERS = {
+    'object-replicator': 'replicator',
+    'object-updater': 'object-updater',
+    'container-replicator': 'container-replicator',
+    'account-replicator': 'account-replicator',
+}
 
 
 def ports_free(base, nodes):
@@ -170,15 +179,10 @@ def _config_sections(workdir, meta, name):
             'workers': (','.join(BACKGROUND_WORKERS)
                         if meta['replicate_every'] else ''),
         },
-        'object-updater': {
-            'run_pause': meta['replicate_every'] or 30,
-            'stats_interval': 60,
-        },
-        'replicator': {
-            'run_pause': meta['replicate_every'] or 30,
-            'stats_interval': 60,
-        },
     }
+    for group in BACKGROUND_WORKERS.values():
+        sections[group] = {'run_pause': meta['replicate_every'] or 30,
+                           'stats_interval': 60}
     for key, value in meta.get('settings', {}).items():
         group, _, option = key.partition('.')
         sections.setdefault(group, {})[option] = value
@@ -624,8 +628,10 @@ def parse_args(argv):
     up.add_argument('--session-timeout', type=int, default=10)
     up.add_argument('--replicate-every', type=float, default=5.0,
                     metavar='SECONDS',
-                    help='run the replicator inside each node server with '
-                    'this pause between passes; 0: no replicator '
+                    help='run every background worker (object '
+                    'replicator, object updater, container and account '
+                    'replicators) inside each node server with this '
+                    'pause between passes; 0: none '
                     '(default: %(default)s)')
     up.add_argument('--backend', help='coordination backend URL '
                     '(default: embedded, in the cluster directory)')

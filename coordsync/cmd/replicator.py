@@ -43,20 +43,27 @@ def filters(conf):
             'partitions': set(conf.override_partitions)}
 
 
-def main(argv=None):
+def run_worker(name, prog, argv=None, cli_opts=None, make_filters=None):
+    """Run worker ``name`` as command ``prog`` (one pass with
+    ``--once``); its exit status. The object replicator's options and
+    filters unless others are given (every worker command has
+    ``--once`` and ``--wait-for-peers``)."""
     concurrency.monkey_patch()
-    conf = service.prepare_service(argv, prog='coordsync-replicator',
-                                   cli_opts=CLI_OPTS)
+    conf = service.prepare_service(
+        argv, prog=prog, cli_opts=CLI_OPTS if cli_opts is None else cli_opts)
     try:
-        coordinator, (worker,) = daemons.make_workers(conf, [NAME])
+        coordinator, (worker,) = daemons.make_workers(conf, [name])
     except exceptions.CoordsyncError as err:
-        print('coordsync-replicator: error: %s' % err, file=sys.stderr)
+        print('%s: error: %s' % (prog, err), file=sys.stderr)
         return service.EXIT_CONFIG_ERROR
+    chosen = (make_filters or filters)(conf)
     if conf.once:
-        return daemon.run_once(conf, worker, filters(conf),
-                               conf.wait_for_peers)
-    return daemon.run_workers(conf, coordinator, [worker],
-                              filters=filters(conf))
+        return daemon.run_once(conf, worker, chosen, conf.wait_for_peers)
+    return daemon.run_workers(conf, coordinator, [worker], filters=chosen)
+
+
+def main(argv=None):
+    return run_worker(NAME, 'coordsync-replicator', argv)
 
 
 if __name__ == '__main__':

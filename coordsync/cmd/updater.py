@@ -15,11 +15,7 @@ import sys
 
 from oslo_config import cfg
 
-from coordsync import concurrency
-from coordsync import daemons
-from coordsync import exceptions
-from coordsync import service
-from coordsync.common import daemon
+from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'object-updater'
 
@@ -40,19 +36,8 @@ def filters(conf):
 
 
 def main(argv=None):
-    concurrency.monkey_patch()
-    conf = service.prepare_service(argv, prog='coordsync-object-updater',
-                                   cli_opts=CLI_OPTS)
-    try:
-        coordinator, (worker,) = daemons.make_workers(conf, [NAME])
-    except exceptions.CoordsyncError as err:
-        print('coordsync-object-updater: error: %s' % err, file=sys.stderr)
-        return service.EXIT_CONFIG_ERROR
-    if conf.once:
-        return daemon.run_once(conf, worker, filters(conf),
-                               conf.wait_for_peers)
-    return daemon.run_workers(conf, coordinator, [worker],
-                              filters=filters(conf))
+    return replicator_cmd.run_worker(NAME, 'coordsync-object-updater', argv,
+                                     CLI_OPTS, filters)
 
 
 if __name__ == '__main__':
