@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from coordsync import daemons
 from coordsync import exceptions
 from coordsync import service
 from coordsync.cmd import local_cluster
@@ -107,3 +108,19 @@ def test_proxy_config_has_rings_and_test_user(tmp_path):
     assert conf.container_ring_file.endswith('container.ring.json')
     assert local_cluster.proxy_auth_url(meta) == (
         'http://127.0.0.1:%d/auth/v1.0' % (meta['base_port'] + 2))
+
+
+def test_nodes_run_every_background_worker(tmp_path):
+    args = up_args(tmp_path, '--replicate-every', '3')
+    local_cluster.create(str(tmp_path), args)
+    conf = node_conf(tmp_path, 'n1')
+    assert sorted(conf.server.workers) == sorted(daemons.WORKER_CLASSES)
+    for group in ('replicator', 'object-updater', 'container-replicator',
+                  'account-replicator'):
+        assert conf[group].run_pause == 3.0
+
+
+def test_replicate_every_0_runs_no_worker(tmp_path):
+    args = up_args(tmp_path / 'quiet', '--replicate-every', '0')
+    local_cluster.create(str(tmp_path / 'quiet'), args)
+    assert node_conf(tmp_path / 'quiet', 'n2').server.workers == []
