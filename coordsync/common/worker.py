@@ -621,11 +621,12 @@ class Worker:
         left = max(stats.total - stats.done - stats.skipped_locked, 0)
         times = stats.item_times or [0.0]
         detail = self.figures_text(stats.figures)
-        return ('%d/%d (%.2f%%) %s %s in %.2fs (%.2f/sec, %.0fs '
+        # NOTE: named: the workers of a node server share one logger.
+        return ('%s: %d/%d (%.2f%%) %s %s in %.2fs (%.2f/sec, %.0fs '
                 'remaining); %d skipped (locked elsewhere), %d fenced, %d '
                 'failed, %d peer errors%s; %s times %.4fs/%.4fs/%.4fs '
                 '(min/median/max)' % (
-                    stats.done, stats.total,
+                    self.name, stats.done, stats.total,
                     100.0 * stats.done / max(stats.total, 1),
                     self.item_noun, self.done_verb, elapsed, rate,
                     left / rate if rate else 0, stats.skipped_locked,

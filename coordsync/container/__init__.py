@@ -2,9 +2,16 @@
 
 * :mod:`~coordsync.container.backend` -- the SQLite database of each
   container (its object rows) and account (its container rows), with
-  Swift's merge, status and listing rules.
+  Swift's merge, status and listing rules;
+* :mod:`~coordsync.container.server` -- their node routes
+  (``/containers``, ``/container-rows``, ``/accounts``,
+  ``/account-rows``);
+* :mod:`~coordsync.container.replication` and
+  :mod:`~coordsync.container.replicator` -- the container and account
+  replicators (``/db-sync`` routes; one lock per partition);
+* :mod:`~coordsync.container.updater` -- the object updater, which
+  sends the container updates object servers could not deliver.
 
-Still to come: their server handlers, the container replicator,
-container sync and the reconciler, built on
-:mod:`coordsync.common.worker` like the object replicator.
+Container sync and the reconciler are still to come, built on
+:mod:`coordsync.common.worker` like these.
 """

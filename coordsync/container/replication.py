@@ -342,7 +342,23 @@ def remove_db(dev_path, broker, check):
     except FileNotFoundError:
         return False
     shutil.rmtree(doomed, ignore_errors=True)
+    _remove_empty_parents(broker.db_dir)
     return True
+
+
+def _remove_empty_parents(db_dir):
+    """Remove the suffix and partition directories ``db_dir`` leaves
+    empty, so a handoff partition pushed home stops being one.
+
+    NOTE: rmdir refuses a directory that is not empty, and a database
+    being created meanwhile makes its directories again.
+    """
+    suffix_dir = os.path.dirname(db_dir)
+    for path in (suffix_dir, os.path.dirname(suffix_dir)):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
 
 
 def reclaimable(state, reclaim_before):

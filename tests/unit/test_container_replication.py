@@ -309,6 +309,9 @@ def test_a_handoff_is_pushed_home_then_removed(cluster):
     assert cluster.rows('n3') == [('a', ts(1), 0)]
     # Pushed only: nothing was pulled to the handoff.
     assert figures.rows_pulled == 0
+    # Nothing left of it: the partition is no handoff any more.
+    assert not os.path.exists(os.path.join(
+        cluster.dev_path('n1'), backend.CONTAINER_DATADIR, str(PART)))
 
 
 def test_a_long_deleted_db_is_reclaimed_everywhere(cluster):
