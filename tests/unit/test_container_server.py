@@ -6,9 +6,7 @@ import os
 import urllib.parse
 
 import pytest
-from oslo_config import cfg
 
-from coordsync import conf as coordsync_conf
 from coordsync.common import direct_client as client
 from coordsync.common import wsgi
 from coordsync.common.timestamp import Timestamp
@@ -16,7 +14,6 @@ from coordsync.container import backend
 from coordsync.container import server
 from coordsync.obj import diskfile
 from tests.unit.test_server import NOW
-from tests.unit.test_server import SECRET
 from tests.unit.test_server import call
 from tests.unit.test_server import environ
 from tests.unit.test_server import run_app
@@ -25,24 +22,6 @@ CONT = client.container_path('sda', 3, 'AUTH_a', 'c')
 ACCT = client.account_path('sda', 5, 'AUTH_a')
 
 
-@pytest.fixture
-def conf(tmp_path):
-    conf = cfg.ConfigOpts()
-    coordsync_conf.register_opts(conf)
-    conf([], default_config_files=[])
-    conf.set_override('cluster_secret', SECRET)
-    conf.set_override('devices', str(tmp_path / 'devices'))
-    conf.set_override('state_path', str(tmp_path / 'state'))
-    conf.set_override('hash_path_prefix', 'pre')
-    conf.set_override('hash_path_suffix', 'suf')
-    return conf
-
-
-@pytest.fixture
-def manager(conf):
-    os.makedirs(os.path.join(conf.devices, 'sda'))
-    return diskfile.DiskFileManager(conf.devices, hash_prefix='pre',
-                                    hash_suffix='suf')
 
 
 def ts(offset=0):

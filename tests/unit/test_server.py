@@ -10,9 +10,7 @@ import time
 import urllib.parse
 
 import pytest
-from oslo_config import cfg
 
-from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import direct_client as client
 from coordsync.common import fencing
@@ -20,12 +18,11 @@ from coordsync.common import hashing
 from coordsync.common import signing
 from coordsync.common import wsgi
 from coordsync.common.timestamp import Timestamp
-from coordsync.obj import diskfile
 from coordsync.obj import server
 from coordsync.obj import sync
 from coordsync.obj import syncstream
+from tests.unit.node_fixtures import SECRET
 
-SECRET = 'unit-secret'
 NOW = float(int(time.time()))
 OBJ = '/objects/sda/7/AUTH_a/c/o'
 
@@ -34,24 +31,6 @@ def ts(offset=0):
     return Timestamp(NOW + offset).normal
 
 
-@pytest.fixture
-def conf(tmp_path):
-    conf = cfg.ConfigOpts()
-    coordsync_conf.register_opts(conf)
-    conf([], default_config_files=[])
-    conf.set_override('cluster_secret', SECRET)
-    conf.set_override('devices', str(tmp_path / 'devices'))
-    conf.set_override('state_path', str(tmp_path / 'state'))
-    conf.set_override('hash_path_prefix', 'pre')
-    conf.set_override('hash_path_suffix', 'suf')
-    return conf
-
-
-@pytest.fixture
-def manager(conf):
-    os.makedirs(os.path.join(conf.devices, 'sda'))
-    return diskfile.DiskFileManager(conf.devices, hash_prefix='pre',
-                                    hash_suffix='suf')
 
 
 @pytest.fixture

@@ -4,39 +4,18 @@ import json
 import os
 
 import pytest
-from oslo_config import cfg
 
-from coordsync import conf as coordsync_conf
 from coordsync.common import direct_client
 from coordsync.common import hashing
 from coordsync.common.timestamp import Timestamp
 from coordsync.obj import diskfile
 from coordsync.obj import updates
-from tests.unit.test_server import SECRET
 from tests.unit.test_server import call
 from tests.unit.test_server import ts
 
 OBJ = '/objects/sda/7/AUTH_a/c/o'
 
 
-@pytest.fixture
-def conf(tmp_path):
-    conf = cfg.ConfigOpts()
-    coordsync_conf.register_opts(conf)
-    conf([], default_config_files=[])
-    conf.set_override('cluster_secret', SECRET)
-    conf.set_override('devices', str(tmp_path / 'devices'))
-    conf.set_override('state_path', str(tmp_path / 'state'))
-    conf.set_override('hash_path_prefix', 'pre')
-    conf.set_override('hash_path_suffix', 'suf')
-    return conf
-
-
-@pytest.fixture
-def manager(conf):
-    os.makedirs(os.path.join(conf.devices, 'sda'))
-    return diskfile.DiskFileManager(conf.devices, hash_prefix='pre',
-                                    hash_suffix='suf')
 
 
 class FakeClient:
