@@ -783,6 +783,22 @@ class RingWorker(Worker):
             yield dev
 
 
+class RingReplicator(RingWorker):
+    """A replicator over one ring: it reloads a changed ring before a
+    pass, stops a pass when the ring changes under it, and removes the
+    temporary files crashed writes left on this node's devices
+    (``self.manager`` is a DiskFileManager)."""
+
+    def before_pass(self):
+        if self.ring.has_changed():
+            self.log.info('Ring file changed, reloading')
+            self.ring.reload()
+        concurrency.run_in_thread(self.manager.cleanup_all_tmp, self.log)
+
+    def abort_reason(self):
+        return 'ring changed' if self.ring.has_changed() else None
+
+
 class WorkerService:
     """Runs a worker's ``run_forever`` in a green thread of the node.
 

@@ -134,11 +134,7 @@ class Request:
         self.member = None
 
     def header(self, name):
-        key = name.upper().replace('-', '_')
-        # NOTE: WSGI keeps these two out of the HTTP_ namespace (PEP 3333).
-        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
-            return self.env.get(key)
-        return self.env.get('HTTP_' + key)
+        return env_header(self.env, name)
 
     def raw_path(self):
         return self.env.get('RAW_PATH_INFO') or urllib.parse.quote(
@@ -156,6 +152,15 @@ class Request:
             if not chunk:
                 return
             yield chunk
+
+
+def env_header(env, name):
+    """A request header's value from a WSGI environ, None if absent."""
+    key = name.upper().replace('-', '_')
+    # NOTE: WSGI keeps these two out of the HTTP_ namespace (PEP 3333).
+    if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
+        return env.get(key)
+    return env.get('HTTP_' + key)
 
 
 def json_response(status, payload):

@@ -86,6 +86,7 @@ from coordsync import exceptions
 from coordsync.common import fsutil
 from coordsync.common import hashing
 from coordsync.common.timestamp import Timestamp
+from coordsync.obj import layout
 
 LOG = logging.getLogger(__name__)
 
@@ -113,7 +114,6 @@ _CORRUPT_WORDS = ('malformed', 'not a database', 'file is encrypted')
 _SQLITE_CANTOPEN = 14
 _SIDE_FILES = ('-wal', '-shm')
 _HASH_RE = re.compile(r'[0-9a-f]{32}\Z')
-_MAX_PARTITION_DIGITS = 10
 
 
 class DatabaseError(exceptions.CoordsyncError):
@@ -139,24 +139,11 @@ class _Unusable(Exception):
 
 # -- paths -----------------------------------------------------------------
 
-def _partition_dir(partition):
-    if isinstance(partition, int) and not isinstance(partition, bool):
-        text = str(partition)
-    elif isinstance(partition, str):
-        text = partition
-    else:
-        text = ''
-    if (not text.isascii() or not text.isdigit()
-            or len(text) > _MAX_PARTITION_DIGITS):
-        raise ValueError('invalid partition %r' % (partition,))
-    return str(int(text))
-
-
 def db_path(dev_path, datadir, partition, name_hash):
     """``<dev>/<datadir>/<part>/<hash[-3:]>/<hash>/<hash>.db``."""
     if not isinstance(name_hash, str) or not _HASH_RE.match(name_hash):
         raise ValueError('invalid name hash %r' % (name_hash,))
-    return os.path.join(dev_path, datadir, _partition_dir(partition),
+    return os.path.join(dev_path, datadir, layout.check_partition(partition),
                         hashing.suffix_of(name_hash), name_hash,
                         name_hash + DB_EXT)
 

@@ -543,7 +543,7 @@ def replication_label(node):
     return direct_client.node_label(node)
 
 
-class DbReplicator(worker.RingWorker):
+class DbReplicator(worker.RingReplicator):
     """See the module docstring; subclasses name the datadir and ring."""
 
     item_noun = 'partitions'
@@ -604,16 +604,6 @@ class DbReplicator(worker.RingWorker):
                     figures.dbs_pushed, figures.dbs_fetched,
                     figures.dbs_reclaimed, figures.handoffs_removed,
                     figures.quarantined, figures.reported))
-
-    def before_pass(self):
-        if self.ring.has_changed():
-            self.log.info('Ring file changed, reloading')
-            self.ring.reload()
-        concurrency.run_in_thread(diskfile.cleanup_all_tmp, self.manager,
-                                  self.log)
-
-    def abort_reason(self):
-        return 'ring changed' if self.ring.has_changed() else None
 
     def work(self, job, grant):
         sync = PartitionSync(self, job, grant)

@@ -416,6 +416,21 @@ class DiskFileManager:
         self.logger.info('Deleted partition %s on %s', partition, device)
         return True
 
+    def cleanup_all_tmp(self, logger, age=TMP_MAX_AGE):
+        """Remove every device's temporary files of crashed writes older
+        than ``age``; a device that cannot be cleaned is logged and
+        skipped."""
+        for device in self.devices():
+            try:
+                removed = self.cleanup_tmp(device, age)
+            except (OSError, exceptions.DiskFileError) as err:
+                logger.warning('Cannot clean up temporary files on %s: %s',
+                               device, err)
+                continue
+            if removed:
+                logger.info('Removed %d temporary files of crashed writes '
+                            'on %s', removed, device)
+
     def cleanup_tmp(self, device, age=None):
         """Remove leftovers of crashed writes (a receiver or a sender
         killed mid-stream) older than ``age`` seconds (``reclaim_age``
@@ -440,22 +455,6 @@ class DiskFileManager:
         with self._count_lock:
             self._quarantine_count += 1
         self.logger.error('Quarantined %s to %s: %s', hash_dir, dest, reason)
-
-
-def cleanup_all_tmp(manager, logger, age=TMP_MAX_AGE):
-    """Remove every device's temporary files of crashed writes older
-    than ``age``; a device that cannot be cleaned is logged and
-    skipped."""
-    for device in manager.devices():
-        try:
-            removed = manager.cleanup_tmp(device, age)
-        except (OSError, exceptions.DiskFileError) as err:
-            logger.warning('Cannot clean up temporary files on %s: %s',
-                           device, err)
-            continue
-        if removed:
-            logger.info('Removed %d temporary files of crashed writes on '
-                        '%s', removed, device)
 
 
 def _is_partition_dir(datadir, name):

@@ -12,7 +12,6 @@ locks, fencing, the watchdog and every report come from
 
 import dataclasses
 
-from coordsync import concurrency
 from coordsync.common import direct_client
 from coordsync.common import fencing
 from coordsync.common import ring as ring_mod
@@ -50,7 +49,7 @@ class Job:
         return self.device
 
 
-class ObjectReplicator(worker.RingWorker):
+class ObjectReplicator(worker.RingReplicator):
     """See the module docstring."""
 
     name = 'object-replicator'
@@ -103,16 +102,6 @@ class ObjectReplicator(worker.RingWorker):
                     figures.suffixes_checked, figures.suffixes_synced,
                     figures.objects_pushed, figures.objects_pulled,
                     figures.handoffs_deleted))
-
-    def before_pass(self):
-        if self.ring.has_changed():
-            self.log.info('Ring file changed, reloading')
-            self.ring.reload()
-        concurrency.run_in_thread(diskfile.cleanup_all_tmp, self.manager,
-                                  self.log)
-
-    def abort_reason(self):
-        return 'ring changed' if self.ring.has_changed() else None
 
     def work(self, job, grant):
         repair = repair_mod.PartitionRepair(

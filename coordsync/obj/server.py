@@ -606,4 +606,4 @@ class NodeServer(wsgi.NodeApp):
         files that crashed writes left (older than TMP_MAX_AGE: a
         replicator of this node may be writing some now)."""
         super().open()
-        diskfile.cleanup_all_tmp(self.manager, self.log)
+        self.manager.cleanup_all_tmp(self.log)

@@ -120,10 +120,7 @@ class Request:
         self._params = None
 
     def header(self, name):
-        key = name.upper().replace('-', '_')
-        if key in ('CONTENT_TYPE', 'CONTENT_LENGTH'):
-            return self.env.get(key)
-        return self.env.get('HTTP_' + key)
+        return wsgi.env_header(self.env, name)
 
     def headers(self):
         """``{lower-case name: value}`` of every request header."""
