@@ -50,6 +50,8 @@ import threading
 import time
 import urllib.parse
 
+import bench_repair
+
 from coordsync.cmd import local_cluster
 
 LISTING_LIMIT = 10000
@@ -438,16 +440,7 @@ def bench(workdir, auth_url, args):
 
 
 def main(argv=None):
-    if argv is None:
-        argv = sys.argv[1:]
-        command = getattr(sys, 'orig_argv', sys.argv)
-    else:
-        command = [sys.executable, __file__, *argv]
-    print('command: %s' % shlex.join(command))
-    args = parse_args(argv)
-    print('settings: %s; load average %s' % (
-        ', '.join('%s=%s' % item for item in sorted(vars(args).items())),
-        ' '.join('%.2f' % load for load in os.getloadavg())), flush=True)
+    args = bench_repair.announce(argv, parse_args, __file__)
     began = time.monotonic()
     temporary = args.workdir is None
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(

@@ -362,16 +362,7 @@ def benchmark(workdir, args):
 
 
 def main(argv=None):
-    if argv is None:
-        argv = sys.argv[1:]
-        command = getattr(sys, 'orig_argv', sys.argv)
-    else:
-        command = [sys.executable, __file__, *argv]
-    print('command: %s' % shlex.join(command))
-    args = parse_args(argv)
-    print('settings: %s; load average %s' % (
-        ', '.join('%s=%s' % item for item in sorted(vars(args).items())),
-        ' '.join('%.2f' % load for load in os.getloadavg())), flush=True)
+    args = bench_repair.announce(argv, parse_args, __file__)
     temporary = args.workdir is None
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(
         prefix='coordsync-bench-db-replicator-'))

@@ -430,17 +430,25 @@ def benchmark(workdir, args):
         differ_case(files, workdir, primaries, part, objects, args, names)
 
 
-def main(argv=None):
+def announce(argv, parse_args, script):
+    """Print the exact command line, parse it, print the settings and
+    the load average; return the parsed arguments (the benchmarks in
+    tools/ share this header)."""
     if argv is None:
         argv = sys.argv[1:]
         command = getattr(sys, 'orig_argv', sys.argv)
     else:
-        command = [sys.executable, __file__, *argv]
+        command = [sys.executable, script, *argv]
     print('command: %s' % shlex.join(command))
     args = parse_args(argv)
     print('settings: %s; load average %s' % (
         ', '.join('%s=%s' % item for item in sorted(vars(args).items())),
         ' '.join('%.2f' % load for load in os.getloadavg())), flush=True)
+    return args
+
+
+def main(argv=None):
+    args = announce(argv, parse_args, __file__)
     temporary = args.workdir is None
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(
         prefix='coordsync-bench-repair-'))

@@ -203,22 +203,36 @@ def test_lost_session_is_not_an_unreachable_backend(joined):
     assert coordinator.unreachable_for() == 0.0
 
 
+class Unreachable:
+    """A coordinator whose file backend cannot be reached until
+    :meth:`reachable`, on a monotonic clock the test moves."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.blocker = tmp_path / 'not-a-dir'
+        self.blocker.write_text('x')
+        self.conf = make_conf(tmp_path, static_after=30.0)
+        self.conf.set_override('backend_url',
+                               'file://%s/sub' % self.blocker,
+                               group='coordination')
+        self.coordinator = coordination.Coordinator(self.conf)
+        self.now = 1000.0
+        monkeypatch.setattr(coordination.time, 'monotonic',
+                            lambda: self.now)
+
+    def reachable(self):
+        self.blocker.unlink()
+
+
 def test_static_rule_once_unreachable_for_static_after(tmp_path,
                                                        monkeypatch):
-    blocker = tmp_path / 'not-a-dir'
-    blocker.write_text('x')
-    conf = make_conf(tmp_path, static_after=30.0)
-    conf.set_override('backend_url', 'file://%s/sub' % blocker,
-                      group='coordination')
-    coordinator = coordination.Coordinator(conf)
-    now = [1000.0]
-    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    backend = Unreachable(tmp_path, monkeypatch)
+    coordinator = backend.coordinator
     coordinator.step()
-    now[0] += 10.0
+    backend.now += 10.0
     coordinator.step()
     assert 0 < coordinator.unreachable_for() < 30.0
     assert not coordinator.static_allowed
-    now[0] += 25.0
+    backend.now += 25.0
     coordinator.step()
     assert coordinator.unreachable_for() == 35.0
     assert coordinator.static_allowed
@@ -226,40 +240,28 @@ def test_static_rule_once_unreachable_for_static_after(tmp_path,
 
 def test_back_from_a_static_outage_settles_before_locks(tmp_path,
                                                        monkeypatch):
-    blocker = tmp_path / 'not-a-dir'
-    blocker.write_text('x')
-    conf = make_conf(tmp_path, static_after=30.0)
-    conf.set_override('backend_url', 'file://%s/sub' % blocker,
-                      group='coordination')
-    coordinator = coordination.Coordinator(conf)
-    now = [1000.0]
-    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    backend = Unreachable(tmp_path, monkeypatch)
+    coordinator, conf = backend.coordinator, backend.conf
     coordinator.step()
-    now[0] += 31.0
+    backend.now += 31.0
     coordinator.step()
     assert coordinator.static_allowed and coordinator.settling() == 0.0
-    blocker.unlink()
+    backend.reachable()
     coordinator.step()
     assert coordinator.healthy
     settle = coordination.settle_after_static(conf)
     assert coordinator.settling() == settle
-    now[0] += settle
+    backend.now += settle
     assert coordinator.settling() == 0.0
     coordinator.stop()
 
 
 def test_back_from_a_short_outage_does_not_settle(tmp_path, monkeypatch):
-    blocker = tmp_path / 'not-a-dir'
-    blocker.write_text('x')
-    conf = make_conf(tmp_path, static_after=30.0)
-    conf.set_override('backend_url', 'file://%s/sub' % blocker,
-                      group='coordination')
-    coordinator = coordination.Coordinator(conf)
-    now = [1000.0]
-    monkeypatch.setattr(coordination.time, 'monotonic', lambda: now[0])
+    backend = Unreachable(tmp_path, monkeypatch)
+    coordinator = backend.coordinator
     coordinator.step()
-    now[0] += 20.0
-    blocker.unlink()
+    backend.now += 20.0
+    backend.reachable()
     coordinator.step()
     assert coordinator.healthy and coordinator.settling() == 0.0
     coordinator.stop()
