@@ -8,6 +8,7 @@ ConfigOpts that ``main()`` creates and passes down.
 
 from coordsync.conf import cluster
 from coordsync.conf import container
+from coordsync.conf import container_sync
 from coordsync.conf import coordination
 from coordsync.conf import db_replicator
 from coordsync.conf import node
@@ -18,7 +19,7 @@ from coordsync.conf import worker
 
 AREAS = (node, cluster, coordination, worker, replicator, status,
          container, proxy)
-AREAS += (db_replicator,)
+AREAS += (db_replicator, container_sync)
 
 
 def register_opts(conf):

@@ -181,9 +181,16 @@ def _header_name(env_key):
 
 def _metadata(req, kind, when, system=()):
     """``{header name: (value, timestamp)}`` of the request's metadata
-    headers (``X-<Kind>-Meta-*``, ``system``); ``X-Remove-<Kind>-Meta-*``
-    and empty values delete keys. Swift's limits apply (400)."""
+    headers (``X-<Kind>-Meta-*``, ``X-<Kind>-Sysmeta-*``, ``system``);
+    ``X-Remove-<Kind>-Meta-*`` and empty values delete keys. Swift's
+    limits apply (400).
+
+    NOTE: sysmeta (the sync points of container sync) is only ever
+    sent by the proxy and the daemons: a node request is signed with
+    the cluster secret, and the proxy drops it from users' requests.
+    """
     prefix = 'X-%s-Meta-' % kind.title()
+    sysmeta = 'X-%s-Sysmeta-' % kind.title()
     remove = 'X-Remove-%s-Meta-' % kind.title()
     found = {}
     size = 0

@@ -169,13 +169,27 @@ class ObjectClient:
 
     def head(self, account, container, obj):
         """Headers of the newest version; None when absent or deleted."""
+        return self.head_newest(account, container, obj)[1]
+
+    def head_newest(self, account, container, obj):
+        """``(timestamp, headers)`` of the newest version: ``(None,
+        None)`` when no replica has anything, headers None for a
+        tombstone."""
         _, versions = self._versions(account, container, obj)
-        if not versions or versions[0][2] is None:
-            return None
-        return versions[0][2]
+        if not versions:
+            return None, None
+        return versions[0][0], versions[0][2]
 
     def get(self, account, container, obj):
         """(headers, chunk iterator) of the newest version, or None."""
+        _when, headers, chunks = self.get_newest(account, container, obj)
+        return None if headers is None else (headers, chunks)
+
+    def get_newest(self, account, container, obj):
+        """``(timestamp, headers, chunks)`` of the newest version: the
+        timestamp is None when no replica has the object or a tombstone;
+        headers and chunks are None when the newest is a tombstone (or
+        no replica holding it could send it)."""
         part, versions = self._versions(account, container, obj)
         newest = versions[0][0] if versions else None
         for when, node, headers in versions:
@@ -189,6 +203,6 @@ class ObjectClient:
                 LOG.warning('%s; trying another replica', err)
                 continue
             if resp.status == 200:
-                return resp.headers, resp.iter_body()
+                return newest, resp.headers, resp.iter_body()
             resp.close()
-        return None
+        return newest, None, None

@@ -10,15 +10,26 @@ digits) and the storage URL ``.../v1/AUTH_<account>``. Tokens live in
 this process's memory for ``token_ttl`` seconds: a restarted proxy
 forgets them and clients authenticate again, as they do after expiry.
 Keys are compared in constant time and never logged; neither are tokens.
+
+Container sync requests from another cluster carry no token:
+:class:`SyncAuth` checks their ``X-Container-Sync-Auth`` signature (or
+``X-Container-Sync-Key``) against the destination container's key.
 """
 
 import collections
 import dataclasses
 import hmac
+import ipaddress
 import secrets
+import socket
 import time
 
+from oslo_log import log as logging
+
 from coordsync import exceptions
+from coordsync.sync import realms as realms_mod
+
+LOG = logging.getLogger(__name__)
 
 RESELLER_PREFIX = 'AUTH_'
 TOKEN_PREFIX = 'AUTH_tk'
@@ -203,3 +214,125 @@ def _referrer_allowed(acl, listing):
     anyone read objects, and with ``.rlistings`` list the container."""
     entries = _acl_entries(acl)
     return '.r:*' in entries and (not listing or '.rlistings' in entries)
+
+
+# -- container sync -----------------------------------------------------------
+
+class SyncRefused(exceptions.CoordsyncError):
+    """A sync request that does not authenticate; the message (one line,
+    no secret) is for the log."""
+
+
+class SyncAuth:
+    """Authenticates container sync requests (Swift's rules).
+
+    ``X-Container-Sync-Auth: <realm> <nonce> <sig>`` is good when the
+    realm is in this cluster's realms file, the signature matches one of
+    the realm's keys and the container's sync key, and the nonce is
+    fresh (``nonces``, a :class:`~coordsync.sync.realms.NonceCache`).
+    ``X-Container-Sync-Key`` alone is good when it equals the
+    container's key and the client's address is one of
+    ``allowed_hosts``. Names in that list are resolved once, at the
+    first such request (the addresses of a name that later moves are
+    not followed until a restart).
+
+    :param realms: a :class:`~coordsync.sync.realms.Realms`.
+    """
+
+    def __init__(self, realms, nonces, allowed_hosts, clock=time.time,
+                 resolve=socket.getaddrinfo):
+        self.realms = realms
+        self.nonces = nonces
+        self.allowed_hosts = list(allowed_hosts)
+        self.clock = clock
+        self._resolve = resolve
+        self._addresses = None
+
+    @staticmethod
+    def is_sync_request(headers):
+        """Does a request (lower-case ``headers``) claim to be a sync
+        request: ``X-Container-Sync-Auth``, or ``X-Container-Sync-Key``
+        without a token? (With a token, that header sets the key of the
+        container a user PUTs or POSTs.)"""
+        if 'x-container-sync-auth' in headers:
+            return True
+        return 'x-container-sync-key' in headers and not (
+            headers.get('x-auth-token') or headers.get('x-storage-token'))
+
+    def check(self, method, quoted_path, headers, remote_addr,
+              container_key):
+        """The user label (``container-sync:<realm>`` or
+        ``container-sync:key``) of a sync request to a container whose
+        key is ``container_key`` (None or empty: it cannot be synced
+        to), else SyncRefused. ``headers`` have lower-case names."""
+        if not container_key:
+            raise SyncRefused('the container has no X-Container-Sync-Key')
+        signed = headers.get('x-container-sync-auth')
+        if signed is not None:
+            return self._check_signature(method, quoted_path, headers,
+                                         signed, container_key)
+        if not _same(headers.get('x-container-sync-key', ''),
+                     container_key):
+            raise SyncRefused('X-Container-Sync-Key does not match')
+        try:
+            allowed = _address(remote_addr) in self._allowed_addresses()
+        except ValueError:
+            allowed = False
+        if not allowed:
+            raise SyncRefused('X-Container-Sync-Key from %s, not in '
+                              'allowed_sync_hosts' % remote_addr)
+        return 'container-sync:key'
+
+    def _check_signature(self, method, quoted_path, headers, signed,
+                         container_key):
+        words = signed.split()
+        if len(words) != 3:
+            raise SyncRefused('X-Container-Sync-Auth is not '
+                              '"<realm> <nonce> <signature>"')
+        realm, nonce, sig = words
+        self.realms.reload_if_changed()
+        keys = self.realms.keys(realm)
+        if not keys:
+            raise SyncRefused('unknown realm %r' % realm[:64])
+        x_timestamp = headers.get('x-timestamp') or '0'
+        if not any(_same(sig, realms_mod.get_sig(
+                method, quoted_path, x_timestamp, nonce, key,
+                container_key)) for key in keys):
+            raise SyncRefused('signature does not match (realm %s)'
+                              % realm.upper())
+        problem = self.nonces.admit(nonce, self.clock())
+        if problem:
+            raise SyncRefused(problem)
+        return 'container-sync:%s' % realm.upper()
+
+    def _allowed_addresses(self):
+        if self._addresses is None:
+            found = set()
+            for host in self.allowed_hosts:
+                try:
+                    found.add(_address(host))
+                    continue
+                except ValueError:
+                    pass
+                try:
+                    infos = self._resolve(host, None)
+                except OSError as err:
+                    LOG.warning('allowed_sync_hosts: cannot resolve %s '
+                                '(%s); ignored', host, err)
+                    continue
+                found.update(_address(info[4][0]) for info in infos)
+            self._addresses = found
+        return self._addresses
+
+
+def _same(given, expected):
+    return hmac.compare_digest(given.encode('utf-8'),
+                               expected.encode('utf-8'))
+
+
+def _address(text):
+    """The normal form of an IP address (ValueError if it is not one);
+    an IPv4-mapped IPv6 address is its IPv4 one."""
+    address = ipaddress.ip_address((text or '').strip('[]'))
+    mapped = getattr(address, 'ipv4_mapped', None)
+    return (mapped or address).compressed

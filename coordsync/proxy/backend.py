@@ -232,6 +232,11 @@ class Backend:
     def object_head(self, account, container, obj):
         return self.objects.head(account, container, obj)
 
+    def object_head_newest(self, account, container, obj):
+        """``(timestamp, headers)`` of the newest version (headers None
+        for a tombstone; both None when nothing is stored)."""
+        return self.objects.head_newest(account, container, obj)
+
 
 def _query(params):
     if not params:

@@ -15,9 +15,20 @@ without a valid one; 403 for another account, or for a non-.admin user
 whom the container's ACLs do not let in), then the method's own checks
 (metadata limits, Content-Length, listing arguments, timestamps: 4xx),
 and only then a node is asked to change anything. Writes are stamped by
-the proxy (``X-Timestamp``, strictly increasing in this process); an
-object PUT or DELETE may bring its own valid ``X-Timestamp``, as Swift's
-container sync does.
+the proxy (``X-Timestamp``, strictly increasing in this process).
+
+**Container sync.** A request with ``X-Container-Sync-Auth``, or with
+``X-Container-Sync-Key`` and no token, comes from another cluster's
+sync daemon: it must authenticate against the target container's
+``X-Container-Sync-Key`` (see :class:`~coordsync.proxy.auth.SyncAuth`;
+401 if not, nothing changed) and may only PUT, DELETE, GET or HEAD
+objects, HEAD the container, and POST its ``X-Container-Sync-Point:
+<source> <value>`` (403 for anything else). Only such a request may
+bring its own ``X-Timestamp`` (an object PUT or DELETE keeps it, as
+the source's row says when it was written); any other request carrying
+one gets 400. Sync points are stored as ``X-Container-Sysmeta-Sync-
+Point-<source>`` and shown to sync requests only, as
+``X-Container-Sync-Point-<source>``; users never see or set sysmeta.
 
 Answers follow Swift's: statuses (201/202 for a container PUT, 204 for
 DELETE and POST of containers and accounts, 202 for an object POST, 206
@@ -45,6 +56,7 @@ import json
 import math
 import mimetypes
 import os
+import re
 import secrets
 import tempfile
 import time
@@ -61,6 +73,7 @@ from coordsync.obj import client as object_client
 from coordsync.obj import layout
 from coordsync.proxy import auth as auth_mod
 from coordsync.proxy import backend as backend_mod
+from coordsync.sync import realms as realms_mod
 
 LOG = logging.getLogger(__name__)
 ACCESS_LOGGER = 'coordsync.proxy.access'
@@ -82,6 +95,16 @@ API_METHODS = ('GET', 'HEAD', 'PUT', 'POST', 'DELETE')
 _LOG_SAFE = "/:@!$&'()*+,;=-._~%?"
 _CONTAINER_HEADERS = ('x-container-read', 'x-container-write',
                       'x-container-sync-to', 'x-container-sync-key')
+SYNC_POINT_HEADER = 'X-Container-Sync-Point'
+SYNC_POINT_SYSMETA = 'X-Container-Sysmeta-Sync-Point-'
+SYNC_REFUSED = ('X-Container-Sync-Auth header not valid%s; contact '
+                'cluster operator for support.')
+_SYNC_POINT = re.compile(r'([0-9a-f]{8,40}) (.{1,200})')
+_SYNC_OWN_HEADERS = ('x-container-sync-auth', 'x-container-sync-key',
+                     'x-container-sync-point')
+# Headers that would change a container: a sync request may not send them.
+_CONTAINER_CHANGES = ('x-container-', 'x-remove-', 'x-storage-policy',
+                      'x-versions-', 'x-history-')
 
 STATUS_TEXT = dict(wsgi.STATUS_TEXT)
 STATUS_TEXT.update({
@@ -117,6 +140,8 @@ class Request:
         except UnicodeError:
             raise HTTPError(412, 'Invalid UTF8 in path') from None
         self.user = None
+        # True once authenticated as a container sync request.
+        self.sync = False
         self._params = None
 
     def header(self, name):
@@ -358,10 +383,14 @@ class ProxyApp:
     :param conf: ConfigOpts with ``[proxy]``.
     :param backend: a :class:`~coordsync.proxy.backend.Backend`.
     :param auth: a :class:`~coordsync.proxy.auth.TokenAuth`.
+    :param realms: the container sync :class:`~coordsync.sync.realms.
+        Realms` (default: ``[DEFAULT] container_sync_realms_file``).
+    :param nonces: the :class:`~coordsync.sync.realms.NonceCache` of
+        sync requests (default: one of ``container_sync_auth_window``).
     """
 
     def __init__(self, conf, backend, auth, logger=None, access_log=None,
-                 clock=time.time):
+                 clock=time.time, realms=None, nonces=None):
         self.conf = conf
         self.backend = backend
         self.auth = auth
@@ -373,6 +402,13 @@ class ProxyApp:
         self.recheck = conf.proxy.recheck_container_existence
         # (account, container) -> (expires, headers): containers seen.
         self._containers = {}
+        if realms is None:
+            realms = realms_mod.Realms(conf.container_sync_realms_file)
+        if nonces is None:
+            nonces = realms_mod.NonceCache(conf.container_sync_auth_window)
+        self.realms = realms
+        self.sync_auth = auth_mod.SyncAuth(realms, nonces,
+                                           conf.allowed_sync_hosts, clock)
 
     @classmethod
     def from_conf(cls, conf):
@@ -392,7 +428,9 @@ class ProxyApp:
             LOG.warning('No [proxy] users: nobody can authenticate')
         auth = auth_mod.TokenAuth(users, conf.proxy.token_ttl,
                                   conf.proxy.max_tokens)
-        return cls(conf, backend, auth)
+        realms = realms_mod.Realms(conf.container_sync_realms_file)
+        nonces = realms_mod.NonceCache(conf.container_sync_auth_window)
+        return cls(conf, backend, auth, realms=realms, nonces=nonces)
 
     # -- WSGI -----------------------------------------------------------------
 
@@ -533,6 +571,21 @@ class ProxyApp:
             raise HTTPError(405, 'method not allowed',
                             {'Allow': ', '.join(API_METHODS)})
         account, container, obj = self._split(req.path)
+        if auth_mod.SyncAuth.is_sync_request(req.headers()):
+            self._authenticate_sync(req, account, container, obj)
+        else:
+            self._authorize(req, account, container, obj)
+            if req.header('X-Timestamp') is not None:
+                raise HTTPError(400, 'X-Timestamp is only accepted on '
+                                     'container sync requests')
+        if obj:
+            return self.object_request(req, account, container, obj)
+        if container:
+            return self.container_request(req, account, container)
+        return self.account_request(req, account)
+
+    def _authorize(self, req, account, container, obj):
+        """The token's user may do this (else 401 or 403)."""
         token = req.header('X-Auth-Token') or req.header('X-Storage-Token')
         identity = self.auth.identify(token)
         if identity is not None:
@@ -551,11 +604,29 @@ class ProxyApp:
         if denied:
             raise HTTPError(denied, 'token required' if denied == 401
                             else 'not allowed')
-        if obj:
-            return self.object_request(req, account, container, obj)
-        if container:
-            return self.container_request(req, account, container)
-        return self.account_request(req, account)
+
+    def _authenticate_sync(self, req, account, container, obj):
+        """A container sync request may do this (403) and authenticates
+        against the container's sync key (401; 503 when too many are
+        in flight to remember their nonces)."""
+        if not _sync_may(req, container, obj):
+            raise HTTPError(403, 'not allowed to container sync requests')
+        info = self._container_info(account, container) or {}
+        try:
+            req.user = self.sync_auth.check(
+                req.method, urllib.parse.quote(req.path), req.headers(),
+                req.env.get('REMOTE_ADDR'), info.get('x-container-sync-key'))
+        except auth_mod.SyncRefused as err:
+            self.log.info('container sync %s %s from %s refused: %s',
+                          req.method, req.path[:256],
+                          req.env.get('REMOTE_ADDR'), err)
+            if str(err) == realms_mod.TOO_MANY:
+                raise HTTPError(503, realms_mod.TOO_MANY,
+                                {'Retry-After': '10'}) from None
+            raise HTTPError(401, SYNC_REFUSED % (
+                ' (replayed)' if str(err) == realms_mod.REPLAYED
+                else '')) from None
+        req.sync = True
 
     @staticmethod
     def _split(path):
@@ -633,6 +704,8 @@ class ProxyApp:
     def container_request(self, req, account, container):
         if req.method in ('GET', 'HEAD'):
             return self.container_get(req, account, container)
+        if req.sync:
+            return self.container_sync_point(req, account, container)
         headers = {}
         if req.method in ('PUT', 'POST'):
             given = req.headers()
@@ -652,6 +725,8 @@ class ProxyApp:
                                     % policy[:64])
             if req.method == 'PUT':
                 headers['X-Backend-Storage-Policy-Index'] = '0'
+            if headers.get('X-Container-Sync-To'):
+                self._check_sync_to(headers['X-Container-Sync-To'])
         headers['X-Timestamp'] = self.stamp().normal
         self._containers.pop((account, container), None)
         status = self.backend.container_write(req.method, account,
@@ -674,12 +749,42 @@ class ProxyApp:
         if reply.status == 404:
             raise HTTPError(404, 'container not found')
         headers = self._info_headers(reply.headers, 'container')
+        if req.sync:
+            headers.update(_sync_points(reply.headers))
         if req.method == 'HEAD':
             headers['Content-Type'] = FORMATS['plain']
             return 204, headers, []
         return self._listing(fmt, 'container', container, self._rows(reply),
                              headers,
                              limit_zero=req.params.get('limit') == '0')
+
+    def _check_sync_to(self, value):
+        """400 unless ``value`` is a sync target of a known realm or an
+        allowed host (as Swift)."""
+        self.realms.reload_if_changed()
+        try:
+            realms_mod.parse_sync_to(value, self.realms,
+                                     self.conf.allowed_sync_hosts)
+        except ValueError as err:
+            raise HTTPError(400, str(err)) from None
+
+    def container_sync_point(self, req, account, container):
+        """Store a sync request's ``X-Container-Sync-Point: <source>
+        <value>`` (how far the source container has synced here) as
+        sysmeta; no other change."""
+        found = _SYNC_POINT.fullmatch(req.header(SYNC_POINT_HEADER) or '')
+        if found is None or not found.group(2).isprintable():
+            raise HTTPError(400, '%s must be "<source> <value>": 8 to 40 '
+                                 'hex digits, then at most 200 printable '
+                                 'characters' % SYNC_POINT_HEADER)
+        source, value = found.groups()
+        headers = {SYNC_POINT_SYSMETA + source: value,
+                   'X-Timestamp': self.stamp().normal}
+        self._containers.pop((account, container), None)
+        status = self.backend.container_write('POST', account, container,
+                                              headers)
+        self._containers.pop((account, container), None)
+        return self._write_answer(status, 204)
 
     def _container_info(self, account, container):
         """The container's HEAD headers (cached), None if it does not
@@ -713,7 +818,10 @@ class ProxyApp:
     @staticmethod
     def _info_headers(backend_headers, kind):
         headers = {}
+        sysmeta = 'x-%s-sysmeta-' % kind
         for key, value in backend_headers.items():
+            if key.startswith(sysmeta):
+                continue
             if key.startswith('x-%s-' % kind) or key in (
                     'x-timestamp', 'x-put-timestamp'):
                 headers[_title(key)] = value
@@ -814,7 +922,9 @@ class ProxyApp:
         return self.object_delete(req, account, container, obj)
 
     def _write_timestamp(self, req):
-        given = req.header('X-Timestamp')
+        """The proxy's stamp, or the one an authenticated container sync
+        request brings (400 if malformed)."""
+        given = req.header('X-Timestamp') if req.sync else None
         if given is None:
             return self.stamp()
         try:
@@ -829,8 +939,15 @@ class ProxyApp:
             raise HTTPError(404, 'container not found')
 
     def object_get(self, req, account, container, obj):
+        deleted_at = None
         try:
-            if req.method == 'HEAD':
+            if req.method == 'HEAD' and req.sync:
+                # NOTE: a sync sender asks before it sends a row again:
+                # a tombstone's timestamp tells it the DELETE is there.
+                deleted_at, found = self.backend.object_head_newest(
+                    account, container, obj)
+                found = None if found is None else (found, iter(()))
+            elif req.method == 'HEAD':
                 found = self.backend.object_head(account, container, obj)
                 found = None if found is None else (found, iter(()))
             else:
@@ -839,7 +956,9 @@ class ProxyApp:
             self.log.warning('%s', err)
             raise HTTPError(503, 'no object replica answered') from None
         if found is None:
-            raise HTTPError(404, 'object not found')
+            raise HTTPError(404, 'object not found', {
+                'X-Backend-Timestamp': deleted_at.normal} if deleted_at
+                else {})
         stored, chunks = found
         headers = self._object_headers(stored)
         length = int(stored.get('content-length') or 0)
@@ -1025,6 +1144,31 @@ class ProxyApp:
         if status == 503:
             raise HTTPError(503, 'no quorum of replicas answered')
         raise HTTPError(status)
+
+
+def _sync_may(req, container, obj):
+    """Is this something a container sync request may do? Objects:
+    PUT, DELETE, GET, HEAD; the container: HEAD, and a POST of its sync
+    point and nothing else."""
+    if obj:
+        return req.method in ('PUT', 'DELETE', 'GET', 'HEAD')
+    if not container or req.method not in ('HEAD', 'POST'):
+        return False
+    if req.method == 'HEAD':
+        return True
+    given = req.headers()
+    return SYNC_POINT_HEADER.lower() in given and not any(
+        key.startswith(_CONTAINER_CHANGES) and key not in _SYNC_OWN_HEADERS
+        for key in given)
+
+
+def _sync_points(backend_headers):
+    """``{X-Container-Sync-Point-<source>: value}`` of a container's
+    stored sync points (backend headers have lower-case names)."""
+    prefix = SYNC_POINT_SYSMETA.lower()
+    return {'%s-%s' % (SYNC_POINT_HEADER, key[len(prefix):]): value
+            for key, value in backend_headers.items()
+            if key.startswith(prefix)}
 
 
 def _close(chunks):

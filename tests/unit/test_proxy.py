@@ -217,9 +217,12 @@ class FakeNodes:
 
 
 def _meta(headers, kind):
+    """What a node stores of a PUT or POST (metadata, sysmeta and the
+    container's ACLs and sync settings)."""
     return {k: v for k, v in headers.items()
-            if k.startswith('x-%s-meta-' % kind)
-            or k in ('x-container-read', 'x-container-write')}
+            if k.startswith(('x-%s-meta-' % kind, 'x-%s-sysmeta-' % kind))
+            or k in ('x-container-read', 'x-container-write',
+                     'x-container-sync-to', 'x-container-sync-key')}
 
 
 def _listing(names, params):
