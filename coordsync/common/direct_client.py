@@ -42,6 +42,7 @@ OBJECT_SYNC = '/object-sync'
 DB_SYNC = '/db-sync'
 CONTAINERS = '/containers'
 CONTAINER_ROWS = '/container-rows'
+SYNC_STATE = '/sync-state'
 ACCOUNTS = '/accounts'
 ACCOUNT_ROWS = '/account-rows'
 # NOTE: nodes whose idle connections are kept; beyond it the least
@@ -100,6 +101,12 @@ def sync_path(device, partition, action=None):
 def container_path(device, partition, account, container):
     """Path of a container database on a device (container routes)."""
     return '%s/%s/%d/%s/%s' % (CONTAINERS, _quote(device), partition,
+                               _quote(account), _quote(container))
+
+
+def sync_state_path(device, partition, account, container):
+    """Path of a container replica's sync state (container sync)."""
+    return '%s/%s/%d/%s/%s' % (SYNC_STATE, _quote(device), partition,
                                _quote(account), _quote(container))
 
 

@@ -1131,6 +1131,8 @@ _CONTAINER_SCHEMA = (
     'CREATE UNIQUE INDEX ix_object_name_policy ON object (name, '
     'storage_policy_index)',
     'CREATE INDEX ix_object_deleted_name ON object (deleted, name)',
+    # NOTE: container sync sends rows in (created_at, name) order.
+    'CREATE INDEX ix_object_created_at_name ON object (created_at, name)',
     """CREATE TABLE policy_stat (
         storage_policy_index INTEGER PRIMARY KEY,
         object_count INTEGER NOT NULL DEFAULT 0,
@@ -1362,6 +1364,44 @@ class ContainerBroker(DatabaseBroker):
             '%s = ?' % col for col, _value in updates)
         self._run(lambda conn: conn.execute(
             sql, [value for _col, value in updates]), write=True)
+
+    def sync_rows_after(self, point, limit):
+        """Up to ``limit`` rows after ``point`` (``(created_at, name)``,
+        None: from the start) in that order, as dicts with ROWID:
+        container sync's order, the same on every replica."""
+        _check_int(limit, 'limit', 0)
+        columns = 'ROWID, %s' % ', '.join(self.columns)
+        if point is None:
+            sql = ('SELECT %s FROM object ORDER BY created_at, name LIMIT ?'
+                   % columns)
+            args = (limit,)
+        else:
+            sql = ('SELECT %s FROM object WHERE (created_at, name) > (?, ?) '
+                   'ORDER BY created_at, name LIMIT ?' % columns)
+            args = (point[0], point[1], limit)
+        return self._run(lambda conn: [dict(row) for row in conn.execute(
+            sql, args)])
+
+    def sync_lag(self, point):
+        """``(rows after point, created_at of the first of them or
+        None)``."""
+        where, args = '', ()
+        if point is not None:
+            where, args = 'WHERE (created_at, name) > (?, ?)', tuple(point)
+
+        def read(conn):
+            count, oldest = conn.execute(
+                'SELECT count(*), min(created_at) FROM object %s' % where,
+                args).fetchone()
+            return count, oldest
+        return self._run(read)
+
+    def get_rows(self, names):
+        """``{name: row dict}`` of the rows stored for ``names``."""
+        def read(conn):
+            return {key[0]: row for key, (_rowid, row) in
+                    self._stored_rows(conn, set(names)).items()}
+        return self._run(read)
 
     def _newid(self, conn, remote_id):
         super()._newid(conn, remote_id)

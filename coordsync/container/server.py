@@ -24,6 +24,13 @@ Routes (all signed; paths from :mod:`coordsync.common.direct_client`)::
     PUT|DELETE               /container-rows/<dev>/<part>/<a>/<c>/<obj>
     PUT|DELETE|HEAD|GET|POST /accounts/<dev>/<part>/<a>
     PUT                      /account-rows/<dev>/<part>/<a>/<c>
+    GET|PUT                  /sync-state/<dev>/<part>/<a>/<c>
+
+``/sync-state`` is container sync's (:mod:`coordsync.sync.state`): GET
+answers the replica's id, highest row and sync state; PUT merges a
+newer state and is fenced with the container's sync lock
+(``coordsync/sync/<a>/<c>``), so a paused former holder cannot write
+an old state over its successor's.
 
 Every path part, header and query argument is checked before any disk
 is touched: bad input is a 4xx and changes nothing. An unknown or
@@ -52,6 +59,7 @@ from coordsync.common.wsgi import HTTPError
 from coordsync.container import backend
 from coordsync.obj import layout
 from coordsync.obj import updates
+from coordsync.sync import state as sync_state
 
 LOG = logging.getLogger(__name__)
 
@@ -64,6 +72,8 @@ MAX_QUERY_VALUE = 1024
 MAX_CONTENT_TYPE = 256
 MAX_ETAG = 128
 MAX_BROKERS = 256
+# A sync state with a full retry set of long names stays far below.
+MAX_SYNC_STATE = 8 * 2 ** 20
 FORMATS = ('json', 'plain')
 LISTING_ARGS = ('format', 'prefix', 'delimiter', 'marker', 'end_marker',
                 'limit', 'reverse')
@@ -202,10 +212,12 @@ def _metadata(req, kind, when, system=()):
             name, value = prefix + name[len(remove):], ''
         elif name in system:
             pass
-        elif not name.startswith(prefix):
+        elif not name.startswith((prefix, sysmeta)):
             continue
-        short = name[len(prefix):] if name.startswith(prefix) else name
-        if name.startswith(prefix) and not short:
+        start = next((p for p in (prefix, sysmeta) if name.startswith(p)),
+                     '')
+        short = name[len(start):]
+        if start and not short:
             raise HTTPError(400, 'metadata name cannot be empty')
         if len(short) > MAX_META_NAME_LENGTH:
             raise HTTPError(400, 'metadata name too long: %s...'
@@ -398,7 +410,9 @@ def _stat_headers(info, metadata, kind):
             'X-Account-Object-Count': str(info['object_count']),
             'X-Account-Bytes-Used': str(info['bytes_used'])})
     for key, (value, _ts) in metadata.items():
-        if value != '':
+        # NOTE: container sync's state is read through /sync-state: it
+        # can be larger than a header may be.
+        if value != '' and key != sync_state.STATE_KEY:
             headers[key] = value
     return headers
 
@@ -431,6 +445,9 @@ class ContainerRoutes(_DatabaseRoutes):
                        parse_container),
             wsgi.Route(('PUT', 'DELETE'), direct_client.CONTAINER_ROWS,
                        self.object_row, parse_container_row),
+            wsgi.Route(('GET', 'PUT'), direct_client.SYNC_STATE,
+                       self.sync_state, parse_container,
+                       lock_item=_sync_lock_item),
         ]
 
     def broker(self, args):
@@ -512,6 +529,40 @@ class ContainerRoutes(_DatabaseRoutes):
         self.call(_merge_row, broker, row)
         return (204 if req.method == 'DELETE' else 201), {}, []
 
+    # -- container sync state ------------------------------------------------
+
+    def sync_state(self, req, args):
+        """GET: this replica's id, highest row and sync state (what a
+        container's sync holder reads of each replica); PUT: merge a
+        newer state (``{"state": json, "timestamp": ts}``), fenced by
+        the container's sync lock."""
+        broker = self.broker(args)
+        if req.method == 'GET':
+            found = self.call(_sync_state_of, broker)
+            return 200, {'Content-Type': 'application/json'}, [
+                json.dumps(found).encode('utf-8')]
+        length = req.header('Content-Length')
+        if length is None or not length.isdigit():
+            raise HTTPError(411, 'Content-Length required')
+        if int(length) > MAX_SYNC_STATE:
+            raise HTTPError(413, 'sync state larger than %d bytes'
+                            % MAX_SYNC_STATE)
+        data = b''.join(req.body_chunks())
+        if len(data) != int(length):
+            raise HTTPError(499, 'body shorter than Content-Length')
+        try:
+            body = json.loads(data.decode('utf-8'))
+            text, when = body['state'], body['timestamp']
+        except (ValueError, TypeError, KeyError):
+            raise HTTPError(400, 'body must be {"state": ..., '
+                                 '"timestamp": ...}') from None
+        if not isinstance(text, str) or sync_state.decode(text) is None:
+            raise HTTPError(400, 'not a sync state')
+        req.recheck_fence()
+        self.call(broker.update_metadata,
+                  {sync_state.STATE_KEY: (text, when)})
+        return 204, {}, []
+
     # -- account updates -----------------------------------------------------
 
     def account_ring(self):
@@ -570,6 +621,18 @@ class ContainerRoutes(_DatabaseRoutes):
                              'it later', args['account'], args['container'],
                              sum(1 for s in statuses if s and s < 300),
                              len(statuses))
+
+
+def _sync_lock_item(args):
+    return sync_state.lock_name(args['account'], args['container'])
+
+
+def _sync_state_of(broker):
+    info = broker.get_info()
+    text, when = broker.metadata.get(sync_state.STATE_KEY, ('', None))
+    return {'id': info['id'], 'max_row': broker.get_max_row(),
+            'state': text or None, 'state_timestamp': when,
+            'deleted': broker.is_deleted()}
 
 
 def _put_container(broker, when, policy, metadata):
