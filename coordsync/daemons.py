@@ -8,6 +8,7 @@ from coordsync.common import coordination
 from coordsync.container import replicator as db_replicator
 from coordsync.container import updater
 from coordsync.obj import replicator
+from coordsync.sync import daemon as sync_daemon
 
 WORKER_CLASSES = {
     replicator.ObjectReplicator.name: replicator.ObjectReplicator,
@@ -15,6 +16,7 @@ WORKER_CLASSES = {
     db_replicator.ContainerReplicator.name:
         db_replicator.ContainerReplicator,
     db_replicator.AccountReplicator.name: db_replicator.AccountReplicator,
+    sync_daemon.ContainerSync.name: sync_daemon.ContainerSync,
 }
 
 

@@ -63,6 +63,7 @@ BACKGROUND_WORKERS = {
     'object-updater': 'object-updater',
     'container-replicator': 'container-replicator',
     'account-replicator': 'account-replicator',
+    'container-sync': 'container-sync',
 }
 
 
@@ -371,6 +372,7 @@ def stop_nodes(workdir, names, sig=signal.SIGTERM, timeout=15.0):
 # -- the Swift API (coordsync-proxy) ------------------------------------------
 
 PROXY_DIR = 'proxy'
+PROXY_NAME = 'proxy'
 # The user every local cluster has: python-swiftclient's usual test user.
 TEST_USER = 'test:tester'
 TEST_KEY = 'testing'
@@ -549,6 +551,10 @@ def cmd_status(workdir, args):
 
 def cmd_start(workdir, args):
     meta = load(workdir)
+    if args.node == PROXY_NAME:
+        start_proxy(workdir, meta)
+        print('started proxy')
+        return 0
     start_node(workdir, meta, args.node)
     wait_serving(workdir, meta, [args.node])
     print('started %s' % args.node)
@@ -557,6 +563,10 @@ def cmd_start(workdir, args):
 
 def cmd_stop(workdir, args):
     load(workdir)
+    if args.node == PROXY_NAME:
+        print('%s proxy' % ('stopped' if stop_proxy(workdir)
+                            else 'not running:'))
+        return 0
     sig = signal.SIGKILL if args.kill else signal.SIGTERM
     print('%s %s' % ('stopped' if stop_nodes(workdir, [args.node], sig)
                      else 'not running:', args.node))
@@ -645,9 +655,9 @@ def parse_args(argv):
     sub.add_parser('census', help='count replicas on disk: exit 1 unless '
                    'every object is on every primary and no handoff copy '
                    'is left')
-    start = sub.add_parser('start', help='start one node')
+    start = sub.add_parser('start', help='start one node (or "proxy")')
     start.add_argument('node')
-    stop = sub.add_parser('stop', help='stop one node')
+    stop = sub.add_parser('stop', help='stop one node (or "proxy")')
     stop.add_argument('node')
     stop.add_argument('--kill', action='store_true',
                       help='SIGKILL instead of SIGTERM')

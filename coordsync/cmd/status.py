@@ -6,6 +6,22 @@ Exit status: 0 healthy, 1 degraded (missing, stale or erring members),
 ``--locks`` lists the locks held in the group instead (name, holder,
 age in seconds); exit status 0 once read (a backend that cannot list
 its locks says so), 2 when unreachable.
+
+``--sync`` shows the container sync lag instead, a row per container
+(the way ``kafka-consumer-groups --describe`` shows lag per partition),
+from what the container sync daemons publish in their progress; when
+several members report a container, the freshest measurement wins::
+
+    CONTAINER  TARGET  HOLDER  BEHIND  OLDEST  RETRY  FAILING  SYNCED  ERROR
+
+With ``--format json`` it prints ``{"group", "state", "containers",
+"problems"}``, each container ``{"account", "container", "target",
+"holder", "rows_behind", "oldest_age", "retry", "failing",
+"last_error", "point", "synced_age"}``: ``oldest_age`` is the age in
+seconds of the oldest unsynced row now (0 when none is behind),
+``synced_age`` how long ago it was measured; unknown values are null.
+Exit status 0 healthy, 1 degraded (a container with an error or rows
+failing longer than the report limit), 2 unreachable.
 """
 
 import json
@@ -29,6 +45,10 @@ CLI_OPTS = [
                 help='List the locks held in the group (name, holder, '
                      'age) instead of the members. Only ZooKeeper can '
                      'list them.'),
+    cfg.BoolOpt('sync', default=False,
+                help='Show container sync lag per container (rows '
+                     'behind, oldest unsynced row, retry set, last '
+                     'error) instead of the members.'),
 ]
 
 
@@ -36,13 +56,19 @@ def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-status',
                                    cli_opts=CLI_OPTS)
     timeout = conf.timeout or conf.status.backend_timeout
+    if conf.locks and conf.sync:
+        print('coordsync-status: error: --locks and --sync cannot be '
+              'combined', file=sys.stderr)
+        return status.EXIT_CODES[status.UNREACHABLE]
     fetch = status.fetch_locks if conf.locks else status.fetch_members
     try:
         found = fetch(conf, timeout)
     except exceptions.CoordsyncError as err:
+        listing = ('locks' if conf.locks else
+                   'containers' if conf.sync else 'members')
         report = {'group': conf.coordination.group,
                   'state': status.UNREACHABLE, 'problems': [str(err)],
-                  'locks' if conf.locks else 'members': []}
+                  listing: []}
         if conf.format == 'json':
             print(json.dumps(report, indent=2, sort_keys=True))
         print('coordsync-status: error: %s' % err, file=sys.stderr)
@@ -53,6 +79,11 @@ def main(argv=None):
             backend_url=conf.coordination.backend_url)
         _print(conf, report, status.format_locks_table)
         return 0
+    if conf.sync:
+        report = status.build_sync_report(
+            found, group=conf.coordination.group)
+        _print(conf, report, status.format_sync_table)
+        return status.EXIT_CODES[report['state']]
     report = status.build_report(
         found, group=conf.coordination.group, expect=conf.expect,
         expected_nodes=status.ring_nodes(conf),

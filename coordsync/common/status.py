@@ -11,6 +11,14 @@ With ``--locks`` it lists the locks held in the group instead: name,
 holder (member id) and age, read from ZooKeeper's lock root
 (:mod:`coordsync.common.zklocks`); other backends cannot list theirs,
 which the listing says.
+
+With ``--sync`` it shows the container sync lag instead, per container
+(like ``kafka-consumer-groups --describe`` per partition), from the
+``sync`` list the container sync daemons publish in their progress
+(``progress['container-sync']['sync']``): rows behind, the age of the
+oldest unsynced row, rows in the retry set, rows failing, the last
+error. When several members report a container (its lock changed hands
+between passes) the freshest measurement wins.
 """
 
 import os
@@ -255,5 +263,132 @@ def format_table(report):
     lines.append('')
     lines.append('group %s: %s, %d member(s)' % (
         report['group'], report['state'], len(report['members'])))
+    lines.extend('  problem: %s' % p for p in report['problems'])
+    return '\n'.join(lines)
+
+
+SYNC_WORKER = 'container-sync'
+
+
+def _freshest_sync_entries(members):
+    """``{(account, container): entry}``, the entry with the largest
+    ``synced_at`` among every member's reports."""
+    chosen = {}
+    for member_id in sorted(members):
+        progress = (members[member_id] or {}).get('progress') or {}
+        for entry in (progress.get(SYNC_WORKER) or {}).get('sync') or ():
+            if not isinstance(entry, dict) or not entry.get('container'):
+                continue
+            key = (entry.get('account') or '', entry['container'])
+            known = chosen.get(key)
+            if known is None or (_number(entry.get('synced_at'), 0.0)
+                                 > _number(known.get('synced_at'), 0.0)):
+                chosen[key] = entry
+    return chosen
+
+
+def _number(value, default=None):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _sync_row(entry, now):
+    synced_at = _number(entry.get('synced_at'))
+    since = None if synced_at is None else max(0.0, now - synced_at)
+    behind = entry.get('rows_behind')
+    measured = _number(entry.get('oldest_age'))
+    if behind is None:
+        oldest = measured
+    elif behind > 0:
+        # NOTE: measured when synced; the row has aged since.
+        oldest = (None if measured is None
+                  else round(measured + (since or 0.0), 1))
+    else:
+        oldest = 0
+    return {
+        'account': entry.get('account'),
+        'container': entry.get('container'),
+        'target': entry.get('target'),
+        'holder': entry.get('holder'),
+        'rows_behind': behind,
+        'oldest_age': oldest,
+        'retry': entry.get('retry'),
+        'failing': entry.get('failing'),
+        'last_error': entry.get('last_error') or '',
+        'point': entry.get('point'),
+        'synced_age': None if since is None else round(since, 1),
+    }
+
+
+def build_sync_report(members, *, group, now=None):
+    """The ``--sync`` report: one row per synced container, the most
+    behind first; degraded when a container has rows failing or an
+    error."""
+    now = time.time() if now is None else now
+    rows = [_sync_row(entry, now)
+            for entry in _freshest_sync_entries(members).values()]
+    rows.sort(key=lambda r: (
+        -(r['rows_behind'] if r['rows_behind'] is not None else -1),
+        r['account'] or '', r['container']))
+    problems = []
+    for row in rows:
+        name = '/%s/%s' % (row['account'], row['container'])
+        if row['last_error']:
+            problems.append('%s: %s' % (name, row['last_error']))
+        if row['failing']:
+            problems.append('%s: %s rows failing' % (name, row['failing']))
+    return {
+        'group': group,
+        'state': DEGRADED if problems else HEALTHY,
+        'containers': rows,
+        'problems': problems,
+    }
+
+
+def _dash(value):
+    return '-' if value is None else str(value)
+
+
+def _age_cell(seconds, suffix=''):
+    return '-' if seconds is None else _duration(seconds) + suffix
+
+
+def _error_cell(text, width=60):
+    text = ' '.join((text or '').split())
+    if not text:
+        return '-'
+    return text if len(text) <= width else text[:width - 3] + '...'
+
+
+SYNC_COLUMNS = (
+    ('CONTAINER', lambda r: '/%s/%s' % (r['account'], r['container'])),
+    ('TARGET', lambda r: r['target'] or '-'),
+    ('HOLDER', lambda r: r['holder'] or '-'),
+    ('BEHIND', lambda r: _dash(r['rows_behind'])),
+    ('OLDEST', lambda r: _age_cell(r['oldest_age'])),
+    ('RETRY', lambda r: _dash(r['retry'])),
+    ('FAILING', lambda r: _dash(r['failing'])),
+    ('SYNCED', lambda r: _age_cell(r['synced_age'], ' ago')),
+    ('ERROR', lambda r: _error_cell(r['last_error'])),
+)
+
+
+def format_sync_table(report):
+    rows = report['containers']
+    lines = []
+    if rows:
+        header = [name for name, _ in SYNC_COLUMNS]
+        body = [[get(row) for _, get in SYNC_COLUMNS] for row in rows]
+        widths = [max(len(cell) for cell in column)
+                  for column in zip(header, *body, strict=True)]
+        lines = [_row(line, widths) for line in [header] + body]
+        lines.append('')
+        lines.append('group %s: %s, %d container(s)' % (
+            report['group'], report['state'], len(rows)))
+    else:
+        lines.append('group %s: %s, no synced containers reported' % (
+            report['group'], report['state']))
     lines.extend('  problem: %s' % p for p in report['problems'])
     return '\n'.join(lines)

@@ -348,6 +348,15 @@ class Worker:
         """Why the pass must stop now (e.g. 'ring changed'), or None."""
         return None
 
+    def report_extra(self):
+        """More fields for the member's published progress (e.g. the
+        lag of container sync), or {}."""
+        return {}
+
+    def recon_extra(self):
+        """More fields for the recon file, or {}."""
+        return {}
+
     # -- planning ---------------------------------------------------------
 
     def live_nodes(self):
@@ -609,7 +618,7 @@ class Worker:
         self.log.info(self.stats_line())
         self.peer_errors.log(self.log, '%s pass %d' % (self.name,
                                                        self.passes))
-        self._dump_recon(summary)
+        self._dump_recon(dict(summary, **self.recon_extra()))
         self._last_errors = self.stats.errors
         self._publish(IDLE, last_pass=summary)
         return summary
@@ -650,6 +659,7 @@ class Worker:
                   # next one ends, so a failing member stays degraded.
                   'errors': max(stats.errors, self._last_errors),
                   'state': state}
+        fields.update(self.report_extra())
         if last_pass is not None:
             fields['last_pass'] = {k: last_pass[k] for k in (
                 'pass', 'duration', 'done', 'succeeded', 'failed',

@@ -13,7 +13,8 @@ from oslo_config import types
 WORKERS = ('object-replicator',
            'object-updater',
            'container-replicator',
-           'account-replicator',)
+           'account-replicator',
+           'container-sync',)
 
 SERVER_WORKER_OPTS = [
     cfg.ListOpt('workers',
