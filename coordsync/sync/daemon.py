@@ -337,7 +337,7 @@ class ContainerSyncJob:
         st = sync_state.newest(states, self.job.sync_to)
         before = _comparable(st)
         last_row = self._call(self.broker.get_max_row)
-        if not self._has_work(st, my_id, last_row):
+        if not self._has_work(st, my_id, last_row, pulled):
             # NOTE: a pass that finds nothing to send costs the other
             # cluster nothing and writes no state.
             self._lag(st)
@@ -354,6 +354,12 @@ class ContainerSyncJob:
         budget = [self.wconf.rows_per_pass]
         late_done = self._late_rows(st, my_id, last_row, deadline, budget)
         if late_done:
+            # NOTE: every row of a replica pulled from now is here, up to
+            # ``last_row``, and checked: its mark holds again (a replica
+            # that was down gets it back, instead of a full check when it
+            # next holds the lock).
+            if st['point'] is not None:
+                st['rows'].update(pulled)
             self._retries(st, deadline)
             self._new_rows(st, my_id, last_row, pulled, check_through,
                            deadline, budget)
@@ -371,10 +377,13 @@ class ContainerSyncJob:
         self._lag(st)
         return not self.last_error
 
-    def _has_work(self, st, my_id, last_row):
+    def _has_work(self, st, my_id, last_row, pulled):
         if st['sending'] is not None:
             return True
-        if st['point'] is not None and st['rows'].get(my_id, -1) < last_row:
+        if st['point'] is not None and (
+                st['rows'].get(my_id, -1) < last_row
+                or any(st['rows'].get(peer, -1) < mark
+                       for peer, mark in pulled.items())):
             return True
         now = time.time()
         if any(entry[3] <= now for entry in st['retry']):
