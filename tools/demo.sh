@@ -11,16 +11,23 @@
 # and waits until the workers in the nodes have made every object
 # replica and every container replica's listing level again (printing
 # how that picture changes, then what each worker did); lists and downloads
-# everything again (byte for byte); shows coordsync-status with every
-# worker's progress; and stops the cluster.
+# everything again (byte for byte). Then container sync: it starts a
+# second cluster, writes a realm (container-sync-realms.conf) naming both
+# clusters' APIs, syncs the container to one of the second cluster
+# (X-Container-Sync-To //demo/backup/AUTH_test/photos-backup), deletes two
+# objects, and waits until the second cluster lists the same objects,
+# showing coordsync-status --sync with the lag falling to zero. Last, it
+# shows coordsync-status with every worker's progress, and stops both
+# clusters.
 #
-#   tools/demo.sh [--keep]      --keep: leave the cluster running
+#   tools/demo.sh [--keep]      --keep: leave the clusters running
 #
 # Environment: COORDSYNC_DEMO_DIR, the cluster directory (default
-# ./local-cluster; a cluster an earlier run left there is stopped and
-# removed first); COORDSYNC_DEMO_PORT, the first of the 4 ports (3 nodes
-# and the proxy; default 6200 if those are free, else free ones);
-# COORDSYNC_DEMO_WAIT, the most seconds to wait for the repair (180).
+# ./local-cluster; the second cluster goes to <it>-backup; clusters an
+# earlier run left there are stopped and removed first);
+# COORDSYNC_DEMO_PORT, the first of the 4 ports (3 nodes and the proxy;
+# default 6200 if those are free, else free ones); COORDSYNC_DEMO_WAIT,
+# the most seconds to wait for the repair and for the sync (180).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -31,6 +38,8 @@ case "${1:-}" in
     *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
 esac
 WORKDIR=$(realpath -m "${COORDSYNC_DEMO_DIR:-$REPO/local-cluster}")
+BACKUP="$WORKDIR-backup"
+REALMS="$WORKDIR/container-sync-realms.conf"
 WAIT=${COORDSYNC_DEMO_WAIT:-180}
 ACCOUNT=AUTH_test          # the account of the cluster's user test:tester
 CONTAINER=photos
@@ -43,8 +52,11 @@ cleanup() {
     local rc=$?
     if [ -n "$recorder" ]; then kill "$recorder" 2>/dev/null || true; fi
     if [ "$started" = 1 ] && [ "$KEEP" = 0 ]; then
-        step "stopping the cluster (use --keep to leave it up)"
+        step "stopping the clusters (use --keep to leave them up)"
         coordsync-local-cluster --workdir "$WORKDIR" down || true
+        if [ -e "$BACKUP/cluster.json" ]; then
+            coordsync-local-cluster --workdir "$BACKUP" down || true
+        fi
     elif [ "$started" = 1 ]; then
         step "the cluster is left running (--keep)"
         echo "export PATH=$REPO/.venv/bin:\$PATH ST_AUTH=${ST_AUTH:-}" \
@@ -52,6 +64,7 @@ cleanup() {
         echo "swift list $CONTAINER"
         echo "coordsync-local-cluster --workdir $WORKDIR status"
         echo "coordsync-local-cluster --workdir $WORKDIR down    # to stop it"
+        echo "coordsync-local-cluster --workdir $BACKUP down    # and the other"
     fi
     rm -rf "$scratch"
     exit "$rc"
@@ -69,7 +82,7 @@ import sys
 import time
 
 WORKERS = ('object-replicator', 'object-updater', 'container-replicator',
-           'account-replicator')
+           'account-replicator', 'container-sync')
 # What a worker did, from the figures in its recon file.
 DB_FIGURES = [('dbs_pushed', 'DBs pushed whole'),
               ('dbs_fetched', 'DBs fetched whole'),
@@ -85,6 +98,9 @@ FIGURES = {
     'container-replicator': DB_FIGURES + [('reported',
                                            'reports to the account')],
     'account-replicator': DB_FIGURES,
+    'container-sync': [('puts', 'objects sent to the other cluster'),
+                       ('deletes', 'deletes sent'),
+                       ('present', 'already there')],
 }
 
 
@@ -179,6 +195,51 @@ def port():
 def auth_url(workdir):
     from coordsync.cmd import local_cluster
     print(local_cluster.proxy_auth_url(local_cluster.load(workdir)))
+
+
+def realms(path, *workdirs):
+    """Write a realm ``demo`` whose clusters are the given ones' APIs
+    (named by the directory: local-cluster -> local, ...-backup ->
+    backup)."""
+    import secrets
+    from coordsync.cmd import local_cluster
+    lines = ['[demo]', 'key = %s' % secrets.token_hex(16)]
+    for workdir in workdirs:
+        ip, port = local_cluster.proxy_address(local_cluster.load(workdir))
+        name = 'backup' if workdir.endswith('-backup') else 'local'
+        lines.append('cluster_%s = http://%s:%d/v1/' % (name, ip, port))
+    with open(path + '.tmp', 'w') as fh:
+        fh.write('\n'.join(lines) + '\n')
+    os.chmod(path + '.tmp', 0o600)
+    os.replace(path + '.tmp', path)
+
+
+def sync_lag(config, container, timeout):
+    """Show coordsync-status --sync whenever the container's lag changes,
+    until it is zero (exit 0) or ``timeout`` seconds (exit 1)."""
+    import subprocess
+    started = time.monotonic()
+    last = None
+    while True:
+        out = subprocess.run(
+            ['coordsync-status', '--config-file', config, '--sync',
+             '--format', 'json'], capture_output=True, text=True).stdout
+        try:
+            rows = [r for r in json.loads(out)['containers']
+                    if r['container'] == container]
+        except (ValueError, KeyError):
+            rows = []
+        behind = rows[0]['rows_behind'] if rows else None
+        if behind != last:
+            subprocess.run(['coordsync-status', '--config-file', config,
+                            '--sync'])
+            last = behind
+        if behind == 0:
+            return 0
+        if time.monotonic() - started > timeout:
+            print('still behind after %d s' % timeout, file=sys.stderr)
+            return 1
+        time.sleep(1)
 
 
 class Cluster:
@@ -303,10 +364,12 @@ def main(command, *args):
         print('  ' + ', '.join('%s: %d' % item
                                for item in pendings(*args).items()))
         return 0
-    if command in ('wait',):
-        return wait(*args[:-1], float(args[-1]))
+    if command in ('wait', 'sync-lag'):
+        return {'wait': wait, 'sync-lag': sync_lag}[command](
+            *args[:-1], float(args[-1]))
     return {'record': record, 'summary': summary, 'port': port,
-            'auth-url': auth_url, 'replicas': replicas}[command](*args)
+            'auth-url': auth_url, 'replicas': replicas,
+            'realms': realms}[command](*args)
 
 
 if __name__ == '__main__':
@@ -334,26 +397,32 @@ fi
 export PATH="$REPO/.venv/bin:$PATH"
 swift --version
 
-if [ -e "$WORKDIR/cluster.json" ]; then
-    step "removing the cluster an earlier run left in $WORKDIR"
-    for pidfile in "$WORKDIR"/n*/server.pid "$WORKDIR"/proxy/proxy.pid; do
-        # A pid file whose process is no coordsync one is stale (reboot).
-        [ -f "$pidfile" ] || continue
-        grep -qs coordsync "/proc/$(cat "$pidfile")/cmdline" ||
-            rm -f "$pidfile"
-    done
-    coordsync-local-cluster --workdir "$WORKDIR" down
-    rm -rf "$WORKDIR"
-elif [ -n "$(ls -A "$WORKDIR" 2>/dev/null)" ]; then
-    echo "$WORKDIR is not empty and holds no local cluster: move it away" \
-         "or set COORDSYNC_DEMO_DIR" >&2
-    exit 1
-fi
+for dir in "$WORKDIR" "$BACKUP"; do
+    if [ -e "$dir/cluster.json" ]; then
+        step "removing the cluster an earlier run left in $dir"
+        for pidfile in "$dir"/n*/server.pid "$dir"/proxy/proxy.pid; do
+            # A pid file whose process is no coordsync one is stale.
+            [ -f "$pidfile" ] || continue
+            grep -qs coordsync "/proc/$(cat "$pidfile")/cmdline" ||
+                rm -f "$pidfile"
+        done
+        coordsync-local-cluster --workdir "$dir" down
+        rm -rf "$dir"
+    elif [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+        echo "$dir is not empty and holds no local cluster: move it" \
+             "away or set COORDSYNC_DEMO_DIR" >&2
+        exit 1
+    fi
+done
 
 step "starting a 3-node cluster and its Swift API in $WORKDIR"
 PORT=${COORDSYNC_DEMO_PORT:-$(helper port)}
 started=1
-coordsync-local-cluster --workdir "$WORKDIR" up --base-port "$PORT"
+# NOTE: rows_per_pass=5: the demo's container syncs in a few passes,
+# so the lag is seen falling.
+coordsync-local-cluster --workdir "$WORKDIR" up --base-port "$PORT" \
+    --set "DEFAULT.container_sync_realms_file=$REALMS" \
+    --set container-sync.rows_per_pass=5
 ST_AUTH=$(helper auth-url "$WORKDIR")
 export ST_AUTH ST_USER=test:tester ST_KEY=testing
 unset ST_AUTH_VERSION OS_AUTH_VERSION OS_AUTH_URL OS_AUTH_TOKEN \
@@ -422,6 +491,38 @@ sw stat "$CONTAINER" | grep -E '^ *(Container|Objects|Bytes):'
 sw -q download --output-dir "$scratch/down" "$CONTAINER"
 diff -r album "$scratch/down/album"
 echo "all $(wc -l < "$scratch/names") objects downloaded identical to the uploaded files"
+
+step "container sync: a second cluster, a realm naming both, a container synced to it"
+coordsync-local-cluster --workdir "$BACKUP" up --base-port "$(helper port)" \
+    --set "DEFAULT.container_sync_realms_file=$REALMS"
+helper realms "$REALMS" "$WORKDIR" "$BACKUP"
+echo "$REALMS (both clusters read it):"
+sed 's/^key = .*/key = <32 random hex digits>/' "$REALMS"
+SYNC_KEY=$(python -c 'import secrets; print(secrets.token_hex(12))')
+BACKUP_AUTH=$(helper auth-url "$BACKUP")
+backup() { echo "\$ swift -A $BACKUP_AUTH $*"; swift -A "$BACKUP_AUTH" "$@"; }
+echo "\$ swift -A $BACKUP_AUTH post -k '<sync key>' photos-backup"
+swift -A "$BACKUP_AUTH" post -k "$SYNC_KEY" photos-backup
+echo "\$ swift post -t //demo/backup/$ACCOUNT/photos-backup -k '<sync key>' $CONTAINER"
+swift post -t "//demo/backup/$ACCOUNT/photos-backup" -k "$SYNC_KEY" "$CONTAINER"
+sw delete "$CONTAINER" album/photo-01.txt album/late-1.txt
+grep -v -e '^album/photo-01.txt$' -e '^album/late-1.txt$' "$scratch/names" \
+    > "$scratch/names.synced"
+echo "the container syncs to the second cluster (coordsync-status --sync," \
+     "as the lag changes):"
+helper sync-lag "$WORKDIR/n1/coordsync.conf" "$CONTAINER" "$WAIT"
+echo "\$ swift -A $BACKUP_AUTH list photos-backup"
+swift -A "$BACKUP_AUTH" list photos-backup | tee "$scratch/backup-list"
+diff "$scratch/names.synced" "$scratch/backup-list"
+echo "the second cluster lists the same $(wc -l < "$scratch/backup-list")" \
+     "objects (the two deleted ones deleted there too)"
+mkdir -p "$scratch/backup-down"
+swift -A "$BACKUP_AUTH" -q download --output-dir "$scratch/backup-down" \
+    photos-backup
+for name in $(cat "$scratch/names.synced"); do
+    cmp "$name" "$scratch/backup-down/$name"
+done
+echo "and their bodies are the uploaded files'"
 
 step "the group: every node's workers and their progress (coordsync-status)"
 # NOTE: a worker whose last pass failed items (n2 was down) shows
