@@ -137,17 +137,20 @@ def run_local_cluster(workdir, *args, check=True):
 
 @contextlib.contextmanager
 def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
-                  session_timeout=None, settings=None):
+                  session_timeout=None, settings=None, base_port=None):
     """``coordsync-local-cluster up`` in ``workdir``; ``down`` after.
 
     The servers run no replicator: tests start the replicators they
     observe, and some check the disks byte for byte, which a background
     pass would rehash and move. ``settings`` (``{'group.option':
-    value}``) go to every node's config (``up --set``).
+    value}``) go to every node's config (``up --set``). ``base_port``:
+    the first node's port (default: a free one), for a test that must
+    know the cluster's addresses before it is up.
     """
+    if base_port is None:
+        base_port = local_cluster_cmd.free_base_port(nodes_count)
     up = ['up', '--nodes', str(nodes_count), '--part-power',
-          str(part_power), '--base-port',
-          str(local_cluster_cmd.free_base_port(nodes_count)),
+          str(part_power), '--base-port', str(base_port),
           '--replicate-every', '0']
     if backend:
         up += ['--backend', backend]
