@@ -256,7 +256,15 @@ def parse_point(value):
 
 
 def _stored_state(broker):
-    return broker.metadata.get(sync_state.STATE_KEY, ('', ''))[0]
+    """``(state text, its timestamp)`` in the database's metadata."""
+    return broker.metadata.get(sync_state.STATE_KEY, ('', None))
+
+
+def _seconds(value):
+    try:
+        return float(timestamp.Timestamp(value))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _comparable(st):
@@ -327,11 +335,18 @@ class ContainerSyncJob:
         answers = worker.run_scoped(self._peer_state, self.job.peers,
                                     max(1, len(self.job.peers)))
         pulled = {}
-        states = [sync_state.decode(self._call(_stored_state, self.broker))]
+        text, when = self._call(_stored_state, self.broker)
+        states = [sync_state.decode(text)]
+        # NOTE: the state is merged newest-timestamp-wins: a write must
+        # be stamped past every one seen, even from a node whose clock
+        # runs ahead of ours, or it would be lost.
+        self._last_ts = max(self._last_ts, _seconds(when))
         for peer, answer in zip(self.job.peers, answers, strict=True):
             if answer is None or answer.get('deleted'):
                 continue
             states.append(sync_state.decode(answer.get('state')))
+            self._last_ts = max(self._last_ts,
+                                _seconds(answer.get('state_timestamp')))
             if self._pull(peer, answer):
                 pulled[answer['id']] = answer['max_row']
         st = sync_state.newest(states, self.job.sync_to)
