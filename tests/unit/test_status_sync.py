@@ -1,8 +1,8 @@
 import json
 
 from coordsync import exceptions
-from coordsync.cmd import status as status_cmd
 from coordsync.common import status
+from tests.unit.test_status import run_status
 
 NOW = 1_000_000.0
 
@@ -107,14 +107,6 @@ def test_table_shows_columns_and_values():
         '', 'group g: degraded, 2 container(s)',
         '  problem: /AUTH_a/c: ' + error,
         '  problem: /AUTH_a/c: 1 rows failing']
-
-
-def run_status(tmp_path, capsys, *argv):
-    path = tmp_path / 'status.conf'
-    path.write_text('[DEFAULT]\nstate_path = %s\n[coordination]\n'
-                    'group = g\n' % tmp_path)
-    code = status_cmd.main(['--config-file', str(path), *argv])
-    return code, capsys.readouterr().out
 
 
 def test_sync_as_json(tmp_path, capsys, monkeypatch):
