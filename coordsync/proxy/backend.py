@@ -229,9 +229,6 @@ class Backend:
         """(headers, chunk iterator) of the newest version, or None."""
         return self.objects.get(account, container, obj)
 
-    def object_head(self, account, container, obj):
-        return self.objects.head(account, container, obj)
-
     def object_head_newest(self, account, container, obj):
         """``(timestamp, headers)`` of the newest version (headers None
         for a tombstone; both None when nothing is stored)."""

@@ -428,9 +428,7 @@ class ProxyApp:
             LOG.warning('No [proxy] users: nobody can authenticate')
         auth = auth_mod.TokenAuth(users, conf.proxy.token_ttl,
                                   conf.proxy.max_tokens)
-        realms = realms_mod.Realms(conf.container_sync_realms_file)
-        nonces = realms_mod.NonceCache(conf.container_sync_auth_window)
-        return cls(conf, backend, auth, realms=realms, nonces=nonces)
+        return cls(conf, backend, auth)
 
     # -- WSGI -----------------------------------------------------------------
 
@@ -939,16 +937,11 @@ class ProxyApp:
             raise HTTPError(404, 'container not found')
 
     def object_get(self, req, account, container, obj):
-        deleted_at = None
+        newest = None
         try:
-            if req.method == 'HEAD' and req.sync:
-                # NOTE: a sync sender asks before it sends a row again:
-                # a tombstone's timestamp tells it the DELETE is there.
-                deleted_at, found = self.backend.object_head_newest(
+            if req.method == 'HEAD':
+                newest, found = self.backend.object_head_newest(
                     account, container, obj)
-                found = None if found is None else (found, iter(()))
-            elif req.method == 'HEAD':
-                found = self.backend.object_head(account, container, obj)
                 found = None if found is None else (found, iter(()))
             else:
                 found = self.backend.object_get(account, container, obj)
@@ -956,9 +949,11 @@ class ProxyApp:
             self.log.warning('%s', err)
             raise HTTPError(503, 'no object replica answered') from None
         if found is None:
+            # NOTE: a sync sender asks before it sends a row again: a
+            # tombstone's timestamp tells it the DELETE is there.
             raise HTTPError(404, 'object not found', {
-                'X-Backend-Timestamp': deleted_at.normal} if deleted_at
-                else {})
+                'X-Backend-Timestamp': newest.normal}
+                if newest is not None and req.sync else {})
         stored, chunks = found
         headers = self._object_headers(stored)
         length = int(stored.get('content-length') or 0)

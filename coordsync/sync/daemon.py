@@ -299,7 +299,6 @@ class ContainerSyncJob:
         self.source = sync_state.source_id(job.account, job.container,
                                            owner.conf.hash_path_suffix)
         self.last_error = ''
-        self.dest_failures = 0
         self._last_ts = 0.0
         # ROWIDs of the rows this pass sent in sync order.
         self.visited = set()
@@ -358,7 +357,7 @@ class ContainerSyncJob:
             self._lag(st)
             return True
         check_through = st['sending']
-        _status, dest_point = self._dest_point()
+        dest_point = self._dest_point()
         if dest_point is not None and dest_point['v'] > st['v']:
             # NOTE: the destination saw a newer state than any replica
             # here: rows up to it may be there already.
@@ -462,11 +461,13 @@ class ContainerSyncJob:
     # -- state ----------------------------------------------------------------
 
     def _dest_point(self):
+        """The destination's copy of the point (None if it has none or
+        cannot tell); SyncError when the target cannot be synced to."""
         try:
             status, point = self.dest.point(self.source)
         except SyncError as err:
             self._error('destination unreachable: %s' % err)
-            return None, None
+            return None
         if status == 404:
             raise SyncError('destination container %s does not exist'
                             % self.dest.target.url)
@@ -476,7 +477,7 @@ class ContainerSyncJob:
                             % self.dest.target.url)
         if status // 100 != 2:
             self._error('destination answered %d' % status)
-        return status, point
+        return point
 
     def _stamp(self):
         now = max(time.time(), self._last_ts + 1e-5)
@@ -699,7 +700,6 @@ class ContainerSyncJob:
 
     def _error(self, text):
         self.last_error = text
-        self.dest_failures += 1
 
     def _lag(self, st):
         behind, oldest = self._call(self.broker.sync_lag, st['point'])
@@ -770,7 +770,6 @@ class ContainerSync(worker.RingWorker):
             self.ring.reload()
         if self.objects.ring.has_changed():
             self.objects.ring.reload()
-        self.realms.reload_if_changed()
 
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
