@@ -389,6 +389,38 @@ def merge_into(broker, items, source, info, point, reclaim_before):
 
 # -- the routes ---------------------------------------------------------------
 
+def body_frame(req, limit):
+    """``(length, etag)`` a signed write's body must match: 411 without
+    a Content-Length, 413 past ``limit``, 400 without an md5 ETag."""
+    length = req.header('Content-Length')
+    if length is None or not length.isdigit():
+        raise HTTPError(411, 'Content-Length required')
+    if int(length) > limit:
+        raise HTTPError(413, 'body larger than %d bytes' % limit)
+    etag = (req.header('ETag') or '').strip('"').lower()
+    if not _MD5_RE.match(etag):
+        raise HTTPError(400, 'ETag (md5 of the body) required')
+    return int(length), etag
+
+
+def json_body(req, limit=MAX_JSON_BODY):
+    """The JSON object in a request's body, checked against its
+    Content-Length and ETag (4xx otherwise)."""
+    length, etag = body_frame(req, limit)
+    data = b''.join(req.body_chunks())
+    if len(data) != length:
+        raise HTTPError(499, 'body shorter than Content-Length')
+    if hashlib.md5(data, usedforsecurity=False).hexdigest() != etag:
+        raise HTTPError(422, 'body does not match its ETag')
+    try:
+        op = json.loads(data.decode('utf-8'))
+    except ValueError:
+        raise HTTPError(400, 'body is not JSON') from None
+    if not isinstance(op, dict):
+        raise HTTPError(400, 'body must be a JSON object')
+    return op
+
+
 def parse_db_sync(parts):
     shape = '/<datadir>/<device>/<partition>[/<hash>]'
     if len(parts) not in (3, 4):
@@ -480,12 +512,12 @@ class DbSyncRoutes:
             if req.method != 'POST':
                 raise HTTPError(405, 'a partition takes POST only',
                                 {'Allow': 'POST'})
-            op = self._json(req)
+            op = json_body(req)
             if op.get('op') != 'states':
                 raise HTTPError(400, 'unknown partition op')
             return self.states(dev_path, args)
         if req.method == 'POST':
-            op = self._json(req)
+            op = json_body(req)
             if op.get('op') == 'rows':
                 return self.rows(dev_path, args, op)
             if op.get('op') == 'merge':
@@ -496,34 +528,6 @@ class DbSyncRoutes:
         if req.method == 'GET':
             return self.send(dev_path, args)
         return self.delete(req, dev_path, args)
-
-    # -- bodies -------------------------------------------------------------
-
-    def _body(self, req, limit):
-        length = req.header('Content-Length')
-        if length is None or not length.isdigit():
-            raise HTTPError(411, 'Content-Length required')
-        if int(length) > limit:
-            raise HTTPError(413, 'body larger than %d bytes' % limit)
-        etag = (req.header('ETag') or '').strip('"').lower()
-        if not _MD5_RE.match(etag):
-            raise HTTPError(400, 'ETag (md5 of the body) required')
-        return int(length), etag
-
-    def _json(self, req):
-        length, etag = self._body(req, MAX_JSON_BODY)
-        data = b''.join(req.body_chunks())
-        if len(data) != length:
-            raise HTTPError(499, 'body shorter than Content-Length')
-        if hashlib.md5(data, usedforsecurity=False).hexdigest() != etag:
-            raise HTTPError(422, 'body does not match its ETag')
-        try:
-            op = json.loads(data.decode('utf-8'))
-        except ValueError:
-            raise HTTPError(400, 'body is not JSON') from None
-        if not isinstance(op, dict):
-            raise HTTPError(400, 'body must be a JSON object')
-        return op
 
     # -- handlers -----------------------------------------------------------
 
@@ -587,7 +591,7 @@ class DbSyncRoutes:
         return wsgi.json_response(200, state)
 
     def receive(self, req, dev_path, args):
-        length, etag = self._body(req, MAX_DB_BODY)
+        length, etag = body_frame(req, MAX_DB_BODY)
         target = self._broker(dev_path, args)
         if self._call(target.exists):
             # NOTE: refused before the body is read: the sender merges

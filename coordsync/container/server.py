@@ -57,6 +57,7 @@ from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
 from coordsync.container import backend
+from coordsync.container import replication
 from coordsync.obj import layout
 from coordsync.obj import updates
 from coordsync.sync import state as sync_state
@@ -541,21 +542,11 @@ class ContainerRoutes(_DatabaseRoutes):
             found = self.call(_sync_state_of, broker)
             return 200, {'Content-Type': 'application/json'}, [
                 json.dumps(found).encode('utf-8')]
-        length = req.header('Content-Length')
-        if length is None or not length.isdigit():
-            raise HTTPError(411, 'Content-Length required')
-        if int(length) > MAX_SYNC_STATE:
-            raise HTTPError(413, 'sync state larger than %d bytes'
-                            % MAX_SYNC_STATE)
-        data = b''.join(req.body_chunks())
-        if len(data) != int(length):
-            raise HTTPError(499, 'body shorter than Content-Length')
-        try:
-            body = json.loads(data.decode('utf-8'))
-            text, when = body['state'], body['timestamp']
-        except (ValueError, TypeError, KeyError):
+        body = replication.json_body(req, MAX_SYNC_STATE)
+        text, when = body.get('state'), body.get('timestamp')
+        if not isinstance(when, str):
             raise HTTPError(400, 'body must be {"state": ..., '
-                                 '"timestamp": ...}') from None
+                                 '"timestamp": ...}')
         if not isinstance(text, str) or sync_state.decode(text) is None:
             raise HTTPError(400, 'not a sync state')
         req.recheck_fence()

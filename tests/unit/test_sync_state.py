@@ -2,6 +2,7 @@
 sync order (the container broker) and the node route that keeps it
 (``/sync-state``)."""
 
+import hashlib
 import json
 
 from coordsync.common import direct_client as client
@@ -18,6 +19,12 @@ from tests.unit.test_container_server import ts
 from tests.unit.test_server import call
 
 STATE_PATH = client.sync_state_path('sda', 3, 'AUTH_a', 'c')
+
+
+def framed(body):
+    """The headers that bind a signed write to its body."""
+    return {'Content-Length': str(len(body)),
+            'ETag': hashlib.md5(body).hexdigest()}
 
 
 def test_lock_name_and_long_names_hashed():
@@ -96,16 +103,14 @@ def test_sync_state_route(app):  # noqa: F811
     st = dict(state.new_state('t', 2), point=(ts(), 'o1'))
     body = json.dumps({'state': state.encode(st),
                        'timestamp': ts(1)}).encode()
-    reply = call(app, 'PUT', STATE_PATH, {
-        'Content-Length': str(len(body))}, body)
+    reply = call(app, 'PUT', STATE_PATH, framed(body), body)
     assert reply.status == 204, reply
     found = json.loads(call(app, 'GET', STATE_PATH).body)
     assert state.decode(found['state'])['point'] == (ts(), 'o1')
     # An older write loses (metadata: newest timestamp wins).
     old = json.dumps({'state': state.encode(state.new_state('t', 1)),
                       'timestamp': ts(0)}).encode()
-    assert call(app, 'PUT', STATE_PATH, {
-        'Content-Length': str(len(old))}, old).status == 204
+    assert call(app, 'PUT', STATE_PATH, framed(old), old).status == 204
     found = json.loads(call(app, 'GET', STATE_PATH).body)
     assert state.decode(found['state'])['v'] == 2
     # Kept in the container's metadata, but never sent as a header (it
@@ -119,19 +124,17 @@ def test_sync_state_route_refuses_bad_bodies_and_old_tokens(app):  # noqa
     assert put_container(app).status == 201
     for body in (b'nope', b'{}', json.dumps({'state': 'x', 'timestamp':
                                              ts()}).encode()):
-        reply = call(app, 'PUT', STATE_PATH, {
-            'Content-Length': str(len(body))}, body)
+        reply = call(app, 'PUT', STATE_PATH, framed(body), body)
         assert reply.status == 400, (body, reply)
     good = json.dumps({'state': state.encode(state.new_state('t', 1)),
                        'timestamp': ts(1)}).encode()
     item = state.lock_name('AUTH_a', 'c')
     newer = fencing.Fence(item, 20).headers()
-    assert call(app, 'PUT', STATE_PATH, dict(newer, **{
-        'Content-Length': str(len(good))}), good).status == 204
+    assert call(app, 'PUT', STATE_PATH, dict(newer, **framed(good)),
+                good).status == 204
     older = fencing.Fence(item, 10).headers()
-    reply = call(app, 'PUT', STATE_PATH, dict(older, **{
-        'Content-Length': str(len(good))}), good)
+    reply = call(app, 'PUT', STATE_PATH, dict(older, **framed(good)), good)
     assert reply.status == 409
     wrong = fencing.Fence('coordsync/sync/AUTH_a/other', 30).headers()
-    assert call(app, 'PUT', STATE_PATH, dict(wrong, **{
-        'Content-Length': str(len(good))}), good).status == 400
+    assert call(app, 'PUT', STATE_PATH, dict(wrong, **framed(good)),
+                good).status == 400
