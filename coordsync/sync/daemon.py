@@ -406,10 +406,13 @@ class ContainerSyncJob:
 
     # -- the other replicas ---------------------------------------------------
 
-    def _peer_state(self, peer):
-        path = direct_client.sync_state_path(
+    def _state_path(self, peer):
+        return direct_client.sync_state_path(
             peer['device'], self.job.partition, self.job.account,
             self.job.container)
+
+    def _peer_state(self, peer):
+        path = self._state_path(peer)
         try:
             resp = self.owner.client.request(peer, 'GET', path)
             try:
@@ -498,9 +501,7 @@ class ContainerSyncJob:
                                  ).encode('utf-8')
 
         def send(peer):
-            path = direct_client.sync_state_path(
-                peer['device'], self.job.partition, self.job.account,
-                self.job.container)
+            path = self._state_path(peer)
             try:
                 resp = self.owner.client.request(
                     peer, 'PUT', path, body=body, fence=self.grant.fence,
