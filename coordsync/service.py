@@ -14,7 +14,9 @@ from oslo_log import log
 
 from coordsync import concurrency
 from coordsync import conf as coordsync_conf
+from coordsync import exceptions
 from coordsync import version
+from coordsync.common import storage_policy
 
 PROJECT = 'coordsync'
 EXIT_CONFIG_ERROR = 2
@@ -80,11 +82,13 @@ def prepare_service(argv=None, *, prog, description=None, cli_opts=(),
              version=version.version_string(),
              description=description,
              default_config_files=default_config_files)
+        storage_policy.register_opts(conf)
         _validate(conf)
+        storage_policy.from_conf(conf)
     except cfg.ConfigFilesNotFoundError as err:
         _fail(prog, 'config file not found: %s' % ', '.join(
             err.config_files))
-    except (cfg.Error, ValueError) as err:
+    except (cfg.Error, ValueError, exceptions.ConfigError) as err:
         _fail(prog, str(err).strip().splitlines()[0])
     log.setup(conf, PROJECT)
     return conf

@@ -70,31 +70,39 @@ def _quote(text):
     return urllib.parse.quote(text, safe='')
 
 
-def object_path(device, partition, account, container, obj):
+def policy_prefix(prefix, policy=0):
+    """The route prefix of a storage policy's object routes: ``prefix``
+    for policy 0, ``prefix-N`` for policy N (``/objects-1``)."""
+    return prefix if not policy else '%s-%d' % (prefix, int(policy))
+
+
+def object_path(device, partition, account, container, obj, policy=0):
     """The quoted request path of an object on a device."""
     return '%s/%s/%d/%s' % (
-        OBJECTS, _quote(device), partition,
+        policy_prefix(OBJECTS, policy), _quote(device), partition,
         urllib.parse.quote('%s/%s/%s' % (account, container, obj),
                            safe='/'))
 
 
-def replicate_path(device, partition, suffixes=()):
+def replicate_path(device, partition, suffixes=(), policy=0):
     """REPLICATE path of a partition, naming the suffixes to rehash."""
-    path = '%s/%s/%d' % (OBJECTS, _quote(device), partition)
+    path = '%s/%s/%d' % (policy_prefix(OBJECTS, policy), _quote(device),
+                         partition)
     if suffixes:
         path += '/' + '-'.join(suffixes)
     return path
 
 
-def suffix_path(device, partition, suffix):
+def suffix_path(device, partition, suffix, policy=0):
     """Path of the object listing of one suffix."""
-    return '%s/%s/%d/%s' % (OBJECT_SUFFIXES, _quote(device), partition,
-                            suffix)
+    return '%s/%s/%d/%s' % (policy_prefix(OBJECT_SUFFIXES, policy),
+                            _quote(device), partition, suffix)
 
 
-def sync_path(device, partition, action=None):
+def sync_path(device, partition, action=None, policy=0):
     """Path of a partition's sync requests (push; ``check``, ``pull``)."""
-    path = '%s/%s/%d' % (OBJECT_SYNC, _quote(device), partition)
+    path = '%s/%s/%d' % (policy_prefix(OBJECT_SYNC, policy),
+                         _quote(device), partition)
     return path + '/' + action if action else path
 
 

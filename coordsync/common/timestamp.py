@@ -101,6 +101,17 @@ class Timestamp:
         return cls(clock())
 
     @property
+    def ticks(self):
+        """The value in 10 microsecond ticks."""
+        return self._ticks
+
+    def later(self, ticks=1):
+        """This timestamp ``ticks`` ticks later: a write that must win
+        over this one and lose to any real later write (the reconciler's
+        copies and tombstones)."""
+        return Timestamp(_format(self._ticks + ticks))
+
+    @property
     def normal(self):
         """The sixteen-character text form, e.g. ``'1700000000.12345'``."""
         return _format(self._ticks)
