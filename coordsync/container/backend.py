@@ -1272,6 +1272,36 @@ class ContainerBroker(DatabaseBroker):
             'SELECT coalesce(max(object_count), 0) FROM policy_stat'
         ).fetchone()[0] == 0)
 
+    def set_storage_policy_index(self, policy, timestamp):
+        """Take ``policy`` as the container's storage policy: a recreate
+        with another policy, or the policy its replicas agreed on (see
+        :func:`coordsync.reconciler.queue.winning_policy`).
+        ``timestamp`` becomes its status_changed_at, so every replica
+        that takes the winner's policy also takes the time it ranks by.
+        """
+        policy = _check_int(policy, 'storage_policy_index', 0)
+        when = normalize_timestamp(timestamp)
+
+        def write(conn):
+            conn.execute('INSERT OR IGNORE INTO policy_stat '
+                         '(storage_policy_index) VALUES (?)', (policy,))
+            conn.execute('UPDATE container_stat SET storage_policy_index '
+                         '= ?, status_changed_at = ?', (policy, when))
+        self._run(write, write=True)
+
+    def get_misplaced_since(self, start_row, count):
+        """Up to ``count`` rows after ROWID ``start_row`` whose policy is
+        not the container's (the reconciler's queue is filled from
+        them), in ROWID order, each with its ``ROWID``."""
+        def read(conn):
+            return [dict(row) for row in conn.execute(
+                'SELECT ROWID, name, created_at, size, content_type, etag, '
+                'deleted, storage_policy_index FROM object WHERE ROWID > ? '
+                'AND storage_policy_index != (SELECT storage_policy_index '
+                'FROM container_stat) ORDER BY ROWID LIMIT ?',
+                (int(start_row), int(count)))]
+        return self._run(read)
+
     def get_policy_stats(self):
         """``{policy index: {'object_count', 'bytes_used'}}``."""
         def read(conn):
