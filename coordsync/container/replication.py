@@ -66,6 +66,7 @@ from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
 from coordsync.container import backend
 from coordsync.obj import layout
+from coordsync.reconciler import queue
 
 LOG = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def digest(state):
     """What must be equal on two replicas for them to be level."""
     text = json.dumps([state['hash'], state['created_at'],
                        state['put_timestamp'], state['delete_timestamp'],
-                       state['metadata']], sort_keys=True)
+                       state['metadata'],
+                       state.get('storage_policy_index')], sort_keys=True)
     return hashlib.md5(text.encode('utf-8'),
                        usedforsecurity=False).hexdigest()
 
@@ -146,6 +148,9 @@ def read_state(broker):
         'deleted': bool(broker._deleted(info)),
         'syncs': {s['remote_id']: s['sync_point'] for s in syncs},
         'account': info['account'], 'container': info.get('container'),
+        # NOTE: containers only (None for accounts): replicas that
+        # disagree about it are not level.
+        'storage_policy_index': info.get('storage_policy_index'),
     }
     state['digest'] = digest(state)
     return state
@@ -374,6 +379,9 @@ def merge_into(broker, items, source, info, point, reclaim_before):
     if items:
         broker.merge_items(items, source=source)
     if info:
+        # NOTE: before the timestamps merge: the rule ranks each
+        # replica's own put and delete times.
+        _take_policy(broker, info)
         broker.merge_timestamps(info['created_at'], info['put_timestamp'],
                                 info['delete_timestamp'])
         metadata = info.get('metadata') or {}
@@ -385,6 +393,19 @@ def merge_into(broker, items, source, info, point, reclaim_before):
     if reclaim_before:
         broker.reclaim(reclaim_before)
     return read_state(broker)
+
+
+def _take_policy(broker, info):
+    """Take the sender's storage policy if it wins over this replica's
+    (:func:`coordsync.reconciler.queue.winning_policy`)."""
+    policy = info.get('storage_policy_index')
+    if policy is None or not hasattr(broker, 'set_storage_policy_index'):
+        return
+    local = read_state(broker)
+    if policy == local['storage_policy_index']:
+        return
+    if queue.winning_policy([local, info]) is info:
+        broker.set_storage_policy_index(policy, info['status_changed_at'])
 
 
 # -- the routes ---------------------------------------------------------------
@@ -442,6 +463,22 @@ def parse_db_sync(parts):
 
 def route_lock_item(args):
     return lock_name(args['datadir'], args['partition'])
+
+
+def _check_policy_info(info):
+    """A merge's storage policy fields (containers): all or none, each
+    well formed (400 otherwise)."""
+    if info.get('storage_policy_index') is None:
+        return
+    policy = info['storage_policy_index']
+    if (not isinstance(policy, int) or isinstance(policy, bool)
+            or policy < 0 or not isinstance(info.get('deleted'), bool)):
+        raise HTTPError(400, 'bad info: storage_policy_index and deleted')
+    for key in ('put_timestamp', 'delete_timestamp', 'status_changed_at'):
+        try:
+            timestamp.Timestamp(info.get(key))
+        except (TypeError, ValueError):
+            raise HTTPError(400, 'bad info: %s' % key) from None
 
 
 def _int(value, what, minimum=None):
@@ -572,6 +609,8 @@ class DbSyncRoutes:
                         'created_at', 'put_timestamp', 'delete_timestamp'))
                 and isinstance(info.get('metadata', {}), dict)):
             raise HTTPError(400, 'bad info')
+        if info is not None:
+            _check_policy_info(info)
         if point is not None:
             _int(point, 'point', -1)
         if reclaim_before is not None:

@@ -54,8 +54,13 @@ from coordsync.common.timestamp import Timestamp
 from coordsync.container import backend
 from coordsync.container import replication
 from coordsync.obj import diskfile
+from coordsync.reconciler import queue
 
 LOG = logging.getLogger(__name__)
+# NOTE: an outgoing sync point (never sent to other replicas), per
+# storage policy: the highest row this replica has queued for the
+# reconciler.
+MISPLACED_POINT = '.misplaced'
 
 
 @dataclasses.dataclass
@@ -72,6 +77,8 @@ class DbStats(worker.Figures):
     handoffs_removed: int = 0
     quarantined: int = 0
     reported: int = 0
+    policies_settled: int = 0
+    misplaced_queued: int = 0
     errors: int = 0
 
 
@@ -109,9 +116,65 @@ def local_partitions(dev_path, datadir):
 
 
 def info_of(state):
-    """The timestamps and metadata a replica sends with its rows."""
-    return {key: state[key] for key in (
+    """The timestamps and metadata a replica sends with its rows; a
+    container's also its storage policy and what the policy ranks by
+    (:func:`coordsync.reconciler.queue.winning_policy`)."""
+    info = {key: state[key] for key in (
         'created_at', 'put_timestamp', 'delete_timestamp', 'metadata')}
+    if state.get('storage_policy_index') is not None:
+        info.update((key, state[key]) for key in (
+            'storage_policy_index', 'status_changed_at', 'deleted'))
+    return info
+
+
+class MisplacedQueue:
+    """Writes misplaced rows into the reconciler's queue containers
+    (``PUT /container-rows/...`` of ``.misplaced_objects/<hour>``; the
+    container servers create queue containers on their first row)."""
+
+    def __init__(self, ring, node_client):
+        self.ring = ring
+        self.client = node_client
+
+    def __call__(self, account, container, rows, on_error=None):
+        """True once a majority of each queue container's replicas took
+        every row."""
+        buckets = {}
+        for row in rows:
+            bucket, entry = queue.entry_row(
+                row, row['storage_policy_index'], account, container)
+            buckets.setdefault(bucket, []).append(entry)
+        return all(self._send(bucket, entries, on_error)
+                   for bucket, entries in sorted(buckets.items()))
+
+    def _send(self, bucket, entries, on_error):
+        part, nodes = self.ring.get_nodes(queue.MISPLACED_ACCOUNT, bucket)
+
+        def one(node):
+            for entry in entries:
+                path = direct_client.container_row_path(
+                    node['device'], part, queue.MISPLACED_ACCOUNT, bucket,
+                    entry['name'])
+                headers = {'X-Timestamp': entry['created_at'],
+                           'X-Size': str(entry['size']),
+                           'X-Content-Type': entry['content_type'],
+                           'X-Etag': entry['etag'],
+                           'X-Backend-Storage-Policy-Index': '0'}
+                try:
+                    status, _headers, body = self.client.call(
+                        node, 'PUT', path, headers=headers)
+                except direct_client.NodeError as err:
+                    status, body = None, err
+                if status is None or status // 100 != 2:
+                    if on_error is not None:
+                        on_error(direct_client.node_label(node),
+                                 body if status is None else
+                                 'PUT %s: %d %s' % (path, status,
+                                                    body[:100]))
+                    return False
+            return True
+        answers = worker.run_scoped(one, nodes, len(nodes))
+        return sum(answers) > len(nodes) // 2
 
 
 class AccountReporter:
@@ -300,14 +363,40 @@ class PartitionSync:
                 return
         broker = self._broker(name_hash)
         try:
+            before = [lstate] + present
             if self.pull:
                 lstate = self._pull_all(name_hash, broker, lstate, theirs)
+            lstate = self._settle_policy(name_hash, broker, before, lstate)
             pushed_to_all = self._push_all(name_hash, broker, lstate,
                                            theirs)
         finally:
             broker.close()
         self._after_level(name_hash, lstate, theirs, all_answered,
                           pushed_to_all)
+
+    def _settle_policy(self, name_hash, broker, states, lstate):
+        """Replicas of a container that disagree about its storage
+        policy (a split brain) all take the winner's
+        (:func:`~coordsync.reconciler.queue.winning_policy` over their
+        states as they were before this pass merged them); the peers
+        take it with the rows pushed next."""
+        policies = {s['storage_policy_index'] for s in states}
+        if None in policies or len(policies) < 2:
+            return lstate
+        winner = queue.winning_policy(states)
+        self.stats.policies_settled += 1
+        self.log.warning(
+            'Container /%s/%s: replicas disagree on the storage policy '
+            '(%s); policy %d wins', lstate['account'], lstate['container'],
+            ', '.join(str(p) for p in sorted(policies)),
+            winner['storage_policy_index'])
+        if winner['storage_policy_index'] == lstate['storage_policy_index']:
+            return lstate
+        self.grant.admit_local()
+        self._call(broker.set_storage_policy_index,
+                   winner['storage_policy_index'],
+                   winner['status_changed_at'])
+        return self._call(replication.read_state, broker)
 
     def _fetch(self, name_hash, theirs):
         """Copy the replica of the peer with the most rows here."""
@@ -462,6 +551,7 @@ class PartitionSync:
             return
         if self.datadir == backend.CONTAINER_DATADIR:
             self._report(name_hash)
+            self._enqueue_misplaced(name_hash)
 
     def _reclaim_db(self, name_hash, lstate, theirs, all_answered):
         """Remove a long-deleted database on every replica."""
@@ -535,6 +625,43 @@ class PartitionSync:
         self.stats.reported += 1
 
 
+    def _enqueue_misplaced(self, name_hash):
+        """Queue every row of another policy than the container's for
+        the reconciler (:mod:`coordsync.reconciler.queue`), in batches,
+        from where this replica's queueing point says the last pass
+        ended; the point moves only past a batch a majority of every
+        queue container's replicas took."""
+        broker = self._broker(name_hash)
+        try:
+            info = self._call(broker.get_replication_info)
+            # NOTE: one point per policy: rows already passed become
+            # misplaced when the container's policy changes.
+            key = '%s-%d' % (MISPLACED_POINT, info['storage_policy_index'])
+            point = self._call(broker.get_sync, key, incoming=False)
+            while point < info['max_row']:
+                rows = self._call(broker.get_misplaced_since, point,
+                                  self.per_diff)
+                if rows:
+                    self.grant.check()
+                    if not self.owner.enqueue(info['account'],
+                                              info['container'], rows,
+                                              on_error=self._failed):
+                        return
+                    self.stats.misplaced_queued += len(rows)
+                    point = rows[-1]['ROWID']
+                if len(rows) < self.per_diff:
+                    # NOTE: nothing else misplaced up to the highest row
+                    # read first; later rows get higher ROWIDs.
+                    point = max(point, info['max_row'])
+                self._call(broker.merge_syncs, [
+                    {'remote_id': key, 'sync_point': point}],
+                    incoming=False)
+        except backend.DatabaseError as err:
+            self._local_failed(name_hash, err)
+        finally:
+            broker.close()
+
+
 class _Skip(Exception):
     """The local replica went bad mid-way: leave this database."""
 
@@ -553,7 +680,8 @@ class DbReplicator(worker.RingReplicator):
     ring_option = None
 
     def __init__(self, conf, coordinator, ring=None, manager=None,
-                 node_client=None, logger=None, reporter=None):
+                 node_client=None, logger=None, reporter=None,
+                 enqueue=None):
         super().__init__(conf, coordinator, logger)
         self.ring = ring or ring_mod.Ring(
             conf[self.ring_option], conf.hash_path_prefix,
@@ -565,6 +693,8 @@ class DbReplicator(worker.RingReplicator):
         self.dbsync = replication.DbSyncClient(self.client, self.datadir)
         self.report = reporter or AccountReporter(conf, self.client,
                                                   self.log)
+        # NOTE: the container ring places the queue containers too.
+        self.enqueue = enqueue or MisplacedQueue(self.ring, self.client)
 
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
@@ -598,12 +728,14 @@ class DbReplicator(worker.RingReplicator):
     def figures_text(self, figures):
         return ('%d DBs checked, %d in sync; %d rows pushed, %d pulled; '
                 '%d DBs pushed whole, %d fetched; %d reclaimed, %d '
-                'handoffs removed; %d quarantined; %d reported' % (
+                'handoffs removed; %d quarantined; %d reported; %d '
+                'policies settled, %d misplaced rows queued' % (
                     figures.dbs_checked, figures.dbs_in_sync,
                     figures.rows_pushed, figures.rows_pulled,
                     figures.dbs_pushed, figures.dbs_fetched,
                     figures.dbs_reclaimed, figures.handoffs_removed,
-                    figures.quarantined, figures.reported))
+                    figures.quarantined, figures.reported,
+                    figures.policies_settled, figures.misplaced_queued))
 
     def work(self, job, grant):
         sync = PartitionSync(self, job, grant)
