@@ -2,10 +2,13 @@
 
     coordsync-client --config-file F put ACCOUNT CONTAINER OBJECT FILE
     coordsync-client --config-file F get ACCOUNT CONTAINER OBJECT [-o OUT]
+    coordsync-client --config-file F --policy silver head A C O
 
 Writes go to every primary (handoffs stand in for dead ones) and succeed on
-a majority; reads return the newest version. Exit status: 0 done, 1 not
-found or no quorum, 2 bad usage or config.
+a majority; reads return the newest version. ``--policy`` (a storage
+policy's name or index) chooses whose ring and objects; the default
+policy's otherwise. Exit status: 0 done, 1 not found or no quorum, 2 bad
+usage or config.
 """
 
 import json
@@ -16,7 +19,7 @@ from oslo_config import cfg
 from coordsync import concurrency
 from coordsync import exceptions
 from coordsync import service
-from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.obj import client as object_client
 
 
@@ -38,6 +41,26 @@ def _add_parsers(subparsers):
 
 COMMAND_OPT = cfg.SubCommandOpt('command', handler=_add_parsers,
                                 title='Commands')
+POLICY_OPT = cfg.StrOpt('policy', metavar='NAME|INDEX',
+                        help='The storage policy of the object (its name '
+                             'or index; default: the default policy). '
+                             'Give it before the command.')
+
+
+def choose_policy(conf, wanted):
+    """The StoragePolicy named or numbered ``wanted`` (the default one
+    when None); ConfigError (one line) if there is none."""
+    policies = storage_policy.from_conf(conf)
+    if wanted is None:
+        return policies.default
+    found = (policies.get_by_name(wanted)
+             or policies.get_by_index(wanted.strip()))
+    if found is None:
+        raise exceptions.ConfigError(
+            'unknown storage policy %r (known: %s)' % (
+                wanted, ', '.join('%d %s' % (p.index, p.name)
+                                  for p in policies)))
+    return found
 
 
 def _read_input(path):
@@ -82,11 +105,11 @@ def run(conf, objects):
 def main(argv=None):
     concurrency.monkey_patch()
     conf = service.prepare_service(argv, prog='coordsync-client',
-                                   cli_opts=[COMMAND_OPT])
+                                   cli_opts=[POLICY_OPT, COMMAND_OPT])
     try:
-        ring = ring_mod.Ring(conf.ring_file, conf.hash_path_prefix,
-                             conf.hash_path_suffix)
-        objects = object_client.ObjectClient(conf, ring)
+        policy = choose_policy(conf, conf.policy)
+        objects = object_client.ObjectClient(
+            conf, policy.load_ring(conf), policy=policy.index)
     except exceptions.CoordsyncError as err:
         print('coordsync-client: error: %s' % err, file=sys.stderr)
         return 2

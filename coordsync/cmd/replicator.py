@@ -4,10 +4,12 @@
                          [--devices d1,d2] [--partitions 3,17]
 
 It joins the coordination group as an ``object-replicator`` member of
-this node, then runs passes (see :mod:`coordsync.obj.replicator`) until
-SIGTERM, or one pass with ``--once``. Exit status of ``--once``: 0 when
-every partition was replicated, 1 when some failed, 2 on a bad config or
-ring.
+this node, then runs passes (see :mod:`coordsync.obj.replicator`) over
+the partitions of every storage policy until SIGTERM, or one pass with
+``--once``; ``--partitions`` picks those partitions in every policy.
+Exit status of ``--once``: 0 when every partition was replicated, 1 when
+some failed, 2 on a bad config or ring (any policy's ring missing or
+unreadable).
 """
 
 import sys

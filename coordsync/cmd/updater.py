@@ -4,11 +4,12 @@
                              [--devices d1,d2]
 
 It joins the coordination group as an ``object-updater`` member of this
-node, then sweeps the async pendings of its devices (see
-:mod:`coordsync.container.updater`) until SIGTERM, or once with
-``--once``. Exit status of ``--once``: 0 when every device was swept, 1
-when some failed, 2 on a bad config or ring. Pendings left for a
-container replica still down are not a failure: the next sweep retries.
+node, then sweeps the async pendings of its devices, of every storage
+policy (see :mod:`coordsync.container.updater`), until SIGTERM, or once
+with ``--once``. Exit status of ``--once``: 0 when every device was
+swept, 1 when some failed, 2 on a bad config or ring. Pendings left for
+a container replica still down are not a failure: the next sweep
+retries.
 """
 
 import sys

@@ -16,6 +16,10 @@ share one spelling of each::
     /accounts/<device>/<partition>/<account>
     /account-rows/<device>/<partition>/<account>/<container>
 
+The object routes above are storage policy 0's; policy N's take ``-N``
+on their prefix (``/objects-1``, ``/object-suffixes-1``,
+``/object-sync-1``: :func:`policy_prefix`).
+
 Connections are kept alive per node (urllib3) and reused; bodies are
 streamed both ways.
 """
@@ -375,15 +379,18 @@ class NodeClient:
                 fenced=is_fenced(resp))
         return resp.json()
 
-    def replicate(self, node, partition, suffixes=(), fence=None):
-        """Suffix hashes of ``partition`` on ``node`` (recomputing some)."""
+    def replicate(self, node, partition, suffixes=(), fence=None,
+                  policy=0):
+        """Suffix hashes of ``partition`` of storage policy ``policy`` on
+        ``node`` (recomputing some)."""
         return self._get_json(node, 'REPLICATE', replicate_path(
-            node['device'], partition, suffixes), fence)
+            node['device'], partition, suffixes, policy=policy), fence)
 
-    def list_suffix(self, node, partition, suffix, fence=None):
-        """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix on a node."""
+    def list_suffix(self, node, partition, suffix, fence=None, policy=0):
+        """``{obj_hash: {'timestamp', 'deleted'}}`` of a suffix of
+        storage policy ``policy`` on a node."""
         return self._get_json(node, 'GET', suffix_path(
-            node['device'], partition, suffix), fence)
+            node['device'], partition, suffix, policy=policy), fence)
 
 def is_fenced(resp):
     """Did the node refuse the request's fencing token?"""

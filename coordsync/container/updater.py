@@ -11,15 +11,23 @@ object with a newer timestamp supersedes them in every container).
 A pending that cannot be read or is not well formed is moved to
 ``<dev>/quarantined/async_pending/`` and counted; the sweep goes on.
 
-**Items and locks.** Items are this node's own devices (those the object
-ring gives it), lock ``coordsync/update/<node>/<device>``: only this
-node ever sweeps a device's pendings (they are files on its disks), so
-the lock is not there to divide work between nodes but to keep two
-updaters of one node (``coordsync-server`` running ``object-updater``
-and a ``coordsync-object-updater --once``) from sweeping one device
-together; with the backend out of reach the static rule sweeps every
-own device unlocked (sending a row twice is harmless). ``eligible`` is
-this node alone, so the engine's plan gives every device to it.
+**Storage policies.** The pendings of objects of policy N > 0 are in
+``<dev>/async_pending-N/`` (quarantined to
+``quarantined/async_pending-N/``); a sweep goes through every such
+directory of the device and sends each row with
+``X-Backend-Storage-Policy-Index`` set to the policy of the directory it
+was found in, so the container records it under the object's policy.
+
+**Items and locks.** Items are this node's own devices (those any
+policy's object ring gives it), lock
+``coordsync/update/<node>/<device>``: only this node ever sweeps a
+device's pendings (they are files on its disks), so the lock is not
+there to divide work between nodes but to keep two updaters of one node
+(``coordsync-server`` running ``object-updater`` and a
+``coordsync-object-updater --once``) from sweeping one device together;
+with the backend out of reach the static rule sweeps every own device
+unlocked (sending a row twice is harmless). ``eligible`` is this node
+alone, so the engine's plan gives every device to it.
 
 Figures: pendings found, updates sent and failed, pendings done
 (unlinked), superseded, quarantined, and the age of the oldest pending
@@ -36,6 +44,7 @@ from coordsync.common import fsutil
 from coordsync.common import ring as ring_mod
 from coordsync.common import worker
 from coordsync.obj import diskfile
+from coordsync.obj import rings as rings_mod
 from coordsync.obj import updates
 
 LOCK_KIND = 'update'
@@ -120,19 +129,43 @@ class DeviceSweep:
 
     @property
     def async_dir(self):
+        """Policy 0's async pending directory."""
         return os.path.join(self.dev_path, updates.ASYNC_DIR)
 
+    def async_dirs(self):
+        """``[(policy, path)]`` of the device's async pending
+        directories (``async_pending``, ``async_pending-N``), by policy.
+        """
+        try:
+            names = os.listdir(self.dev_path)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for name in names:
+            policy = updates.policy_of_async_dir(name)
+            if policy is not None:
+                found.append((policy, os.path.join(self.dev_path, name)))
+        return sorted(found)
+
     def newest_pendings(self):
-        """Path of the newest pending of each object; the older ones,
-        and stale temporary files, are unlinked. Blocks: in a thread."""
+        """Path of the newest pending of each object, policy by policy;
+        the older ones, and stale temporary files, are unlinked. Blocks:
+        in a thread."""
+        found = []
+        for _policy, async_dir in self.async_dirs():
+            found.extend(self._newest_in(async_dir))
+        return found
+
+    def _newest_in(self, async_dir):
+        """:meth:`newest_pendings` of one async pending directory."""
         newest = {}
         try:
-            suffixes = sorted(os.listdir(self.async_dir))
+            suffixes = sorted(os.listdir(async_dir))
         except (FileNotFoundError, NotADirectoryError):
             return []
         now = self.clock()
         for suffix in suffixes:
-            suffix_dir = os.path.join(self.async_dir, suffix)
+            suffix_dir = os.path.join(async_dir, suffix)
             try:
                 names = sorted(os.listdir(suffix_dir))
             except NotADirectoryError:
@@ -167,6 +200,16 @@ class DeviceSweep:
         except OSError:
             pass
 
+    def _async_dir_of(self, path):
+        """The name of the async pending directory ``path`` is in."""
+        rel = os.path.relpath(path, self.dev_path).split(os.sep)
+        return rel[0] if rel and updates.policy_of_async_dir(rel[0]) \
+            is not None else updates.ASYNC_DIR
+
+    def policy_of(self, path):
+        """The storage policy of a pending, from its directory."""
+        return updates.policy_of_async_dir(self._async_dir_of(path))
+
     @staticmethod
     def _unlink(path):
         try:
@@ -183,7 +226,8 @@ class DeviceSweep:
 
     def quarantine(self, path, reason):
         """Move a damaged pending aside (counted); never deletes it."""
-        qdir = os.path.join(self.dev_path, updates.QUARANTINE_DIR)
+        qdir = os.path.join(self.dev_path, 'quarantined',
+                            self._async_dir_of(path))
         try:
             os.makedirs(qdir, exist_ok=True)
             dest = os.path.join(qdir, os.path.basename(path))
@@ -226,6 +270,9 @@ class DeviceSweep:
         name = os.path.basename(path)
         part, nodes = self.ring.get_nodes(data['account'], data['container'])
         done = set(data['successes'])
+        # NOTE: the directory says which policy the object is in.
+        headers = dict(data['headers'])
+        headers[updates.POLICY_HEADER] = str(self.policy_of(path))
         new = []
         for node in nodes:
             if node['id'] in done:
@@ -234,8 +281,7 @@ class DeviceSweep:
                 node['device'], part, data['account'], data['container'],
                 data['obj'])
             try:
-                status = self.send(node, data['op'], row_path,
-                                   data['headers'])
+                status = self.send(node, data['op'], row_path, headers)
             except direct_client.NodeError as err:
                 status = None
                 self.on_peer_error(direct_client.node_label(node), err)
@@ -271,7 +317,7 @@ class DeviceSweep:
             data['headers'], done))
 
 
-class ObjectUpdater(worker.RingWorker):
+class ObjectUpdater(rings_mod.PolicyRingsMixin, worker.RingWorker):
     """See the module docstring."""
 
     name = 'object-updater'
@@ -281,10 +327,11 @@ class ObjectUpdater(worker.RingWorker):
     done_verb = 'swept'
 
     def __init__(self, conf, coordinator, ring=None, container_ring=None,
-                 manager=None, node_client=None, logger=None):
+                 manager=None, node_client=None, logger=None, rings=None):
         super().__init__(conf, coordinator, logger)
-        self.ring = ring or ring_mod.Ring(
-            conf.ring_file, conf.hash_path_prefix, conf.hash_path_suffix)
+        # NOTE: every policy's ring: a device may be in one of them only.
+        self.rings = rings_mod.policy_rings(conf, ring, rings)
+        self.ring = self.rings.get(0)
         self.container_ring = container_ring or ring_mod.Ring(
             conf.container_ring_file, conf.hash_path_prefix,
             conf.hash_path_suffix)
@@ -313,11 +360,11 @@ class ObjectUpdater(worker.RingWorker):
                     figures.quarantined, figures.left, figures.oldest_age))
 
     def before_pass(self):
-        for ring in (self.ring, self.container_ring):
-            if ring.has_changed():
-                self.log.info('Ring file %s changed, reloading',
-                              ring.path)
-                ring.reload()
+        self.reload_rings()
+        if self.container_ring.has_changed():
+            self.log.info('Ring file %s changed, reloading',
+                          self.container_ring.path)
+            self.container_ring.reload()
 
     def _send(self, node, op, path, headers):
         status, _headers, _body = self.client.call(node, op, path,

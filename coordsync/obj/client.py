@@ -3,7 +3,14 @@
 :class:`ObjectClient` writes an object to all its primaries (a handoff
 standing in for each primary that does not answer) and succeeds once a
 majority acknowledged; a read asks every primary and returns the newest
-version.
+version. One client serves one storage policy: its ring places the
+objects and every request goes to that policy's routes (``/objects-N``
+for N > 0).
+
+A write no newer than what a node stores is refused by that node (409);
+when too few nodes took a write, :class:`QuorumError` lists every
+node's answer in ``statuses``, so a caller can tell "a newer (or equal)
+version exists" (409s) from nodes that failed.
 """
 
 from oslo_log import log as logging
@@ -21,18 +28,39 @@ LOG = logging.getLogger(__name__)
 
 
 class QuorumError(exceptions.CoordsyncError):
-    """Too few nodes acknowledged a request."""
+    """Too few nodes acknowledged a request.
+
+    ``statuses``: the HTTP status of every answer received (primaries
+    and handoffs, one per answer; nodes that could not be reached gave
+    none). ``conflicts`` counts the 409s among them: nodes holding a
+    version at least as new as the write.
+    """
+
+    def __init__(self, message, statuses=()):
+        super().__init__(message)
+        self.statuses = list(statuses)
+
+    @property
+    def conflicts(self):
+        return self.statuses.count(409)
 
 
 def quorum_size(replicas):
     return replicas // 2 + 1
 
 
-class ObjectClient:
-    """Quorum reads and writes of objects, placed by the ring."""
+# Headers put() sets itself, whatever ``metadata`` says.
+_OWN_HEADERS = ('x-timestamp', 'content-length', 'transfer-encoding')
 
-    def __init__(self, conf, ring, node_client=None, container_ring=None):
+
+class ObjectClient:
+    """Quorum reads and writes of the objects of one storage policy,
+    placed by ``ring``, that policy's object ring."""
+
+    def __init__(self, conf, ring, node_client=None, container_ring=None,
+                 policy=0):
         self.ring = ring
+        self.policy = policy
         self.nodes = node_client or NodeClient(conf)
         # With it, writes name each primary's container replicas
         # (X-Container-*), which then get the object's row.
@@ -56,21 +84,29 @@ class ObjectClient:
             shares[index].append(cnodes[index % len(cnodes)])
         return [updates.target_headers(cpart, share) for share in shares]
 
-    def _send_with_handoffs(self, part, primaries, handoffs, send):
+    def _path(self, node, part, account, container, obj):
+        return object_path(node['device'], part, account, container, obj,
+                           policy=self.policy)
+
+    def _send_with_handoffs(self, part, primaries, handoffs, send,
+                            statuses=None):
         """Run ``send(node)`` on every primary, a handoff for each failure.
 
-        ``send`` returns (ok, detail), ok None meaning "try elsewhere".
-        Returns (acks, details) where acks counts distinct *nodes* that
-        acknowledged: copies on two disks of one machine do not survive
-        that machine, so they make no majority.
+        ``send`` returns (ok, status, detail), ok None meaning "try
+        elsewhere"; the status of every answer is appended to
+        ``statuses`` if given. Returns (acks, details) where acks counts
+        distinct *nodes* that acknowledged: copies on two disks of one
+        machine do not survive that machine, so they make no majority.
         """
         def attempt(indexed):
             index, node = indexed
             while True:
                 try:
-                    ok, detail = send(node, index)
+                    ok, status, detail = send(node, index)
                 except NodeError as err:
-                    ok, detail = None, str(err)
+                    ok, status, detail = None, None, str(err)
+                if status is not None and statuses is not None:
+                    statuses.append(status)
                 if ok is not None:
                     return ok, node['node'], '%s: %s' % (node_label(node),
                                                           detail)
@@ -84,59 +120,73 @@ class ObjectClient:
 
     def put(self, account, container, obj, body, content_type=None,
             metadata=None, when=None):
-        """Store ``body`` (bytes) on a quorum; return its timestamp."""
+        """Store ``body`` (bytes) on a quorum; return its timestamp.
+
+        ``when`` (a Timestamp) is the version's X-Timestamp, now by
+        default; ``metadata`` extra headers (``X-Object-Meta-*``,
+        ``Content-Type``, an ``ETag`` the nodes check the body
+        against); X-Timestamp and Content-Length are the call's own.
+        A node holding a version at least as new answers 409: with too
+        few acknowledgements, the QuorumError's ``conflicts`` says so.
+        """
         when = when or timestamp.Timestamp.now()
         part, primaries, handoffs = self._targets(account, container, obj)
-        headers = {'X-Timestamp': when.normal,
-                   'Content-Length': str(len(body)),
-                   'Content-Type': content_type
-                   or 'application/octet-stream'}
-        headers.update(metadata or {})
+        headers = {k: v for k, v in (metadata or {}).items()
+                   if k.lower() not in _OWN_HEADERS}
+        if content_type or not any(k.lower() == 'content-type'
+                                   for k in headers):
+            headers = {k: v for k, v in headers.items()
+                       if k.lower() != 'content-type'}
+            headers['Content-Type'] = (content_type
+                                       or 'application/octet-stream')
+        headers.update({'X-Timestamp': when.normal,
+                        'Content-Length': str(len(body))})
         targets = self._container_headers(account, container,
                                           len(primaries))
 
         def send(node, index):
-            path = object_path(node['device'], part, account, container,
-                               obj)
             status, _, reply = self.nodes.call(
-                node, 'PUT', path, headers=dict(headers, **targets[index]),
-                body=body)
-            if status >= 500:
-                return None, '%d %s' % (status, reply.strip()[:200])
-            return status == 201, str(status)
+                node, 'PUT', self._path(node, part, account, container, obj),
+                headers=dict(headers, **targets[index]), body=body)
+            return _outcome(status, reply, status == 201)
+        statuses = []
         return self._finish('PUT', account, container, obj, when,
-                            *self._send_with_handoffs(part, primaries,
-                                                      handoffs, send))
+                            *self._send_with_handoffs(
+                                part, primaries, handoffs, send, statuses),
+                            statuses)
 
     def delete(self, account, container, obj, when=None):
-        """Write a tombstone on a quorum; return its timestamp."""
+        """Write a tombstone on a quorum; return its timestamp.
+
+        ``when`` as for :meth:`put`; a node holding a version at least
+        as new answers 409 (``QuorumError.conflicts``)."""
         when = when or timestamp.Timestamp.now()
         part, primaries, handoffs = self._targets(account, container, obj)
         targets = self._container_headers(account, container,
                                           len(primaries))
 
         def send(node, index):
-            path = object_path(node['device'], part, account, container,
-                               obj)
             status, _, reply = self.nodes.call(
-                node, 'DELETE', path,
+                node, 'DELETE',
+                self._path(node, part, account, container, obj),
                 headers=dict({'X-Timestamp': when.normal}, **targets[index]))
-            if status >= 500:
-                return None, '%d %s' % (status, reply.strip()[:200])
-            return status in (204, 404), str(status)
+            return _outcome(status, reply, status in (204, 404))
+        statuses = []
         return self._finish('DELETE', account, container, obj, when,
-                            *self._send_with_handoffs(part, primaries,
-                                                      handoffs, send))
+                            *self._send_with_handoffs(
+                                part, primaries, handoffs, send, statuses),
+                            statuses)
 
     def _finish(self, method, account, container, obj, when, acks,
-                details):
+                details, statuses=()):
         needed = quorum_size(self.ring.replicas)
         if acks < needed:
-            raise QuorumError('%s /%s/%s/%s: %d of %d replicas '
+            raise QuorumError('%s /%s/%s/%s%s: %d of %d replicas '
                               'acknowledged, %d needed (%s)' % (
-                                  method, account, container, obj, acks,
+                                  method, account, container, obj,
+                                  _policy_note(self.policy), acks,
                                   self.ring.replicas, needed,
-                                  '; '.join(details)))
+                                  '; '.join(details)), statuses)
         return when
 
     def _versions(self, account, container, obj):
@@ -148,18 +198,18 @@ class ObjectClient:
         found = []
 
         def send(node, _index):
-            path = object_path(node['device'], part, account, container,
-                               obj)
-            status, headers, _ = self.nodes.call(node, 'HEAD', path)
+            status, headers, _ = self.nodes.call(
+                node, 'HEAD', self._path(node, part, account, container,
+                                         obj))
             if status >= 500:
-                return None, str(status)
+                return None, status, str(status)
             if status == 200:
                 found.append((timestamp.Timestamp(headers['x-timestamp']),
                               node, headers))
             elif 'x-backend-timestamp' in headers:
                 found.append((timestamp.Timestamp(
                     headers['x-backend-timestamp']), node, None))
-            return status in (200, 404), str(status)
+            return status in (200, 404), status, str(status)
         answered, details = self._send_with_handoffs(part, primaries,
                                                      handoffs, send)
         if not answered:
@@ -195,8 +245,7 @@ class ObjectClient:
         for when, node, headers in versions:
             if headers is None or when != newest:
                 break
-            path = object_path(node['device'], part, account, container,
-                               obj)
+            path = self._path(node, part, account, container, obj)
             try:
                 resp = self.nodes.request(node, 'GET', path)
             except NodeError as err:
@@ -206,3 +255,15 @@ class ObjectClient:
                 return newest, resp.headers, resp.iter_body()
             resp.close()
         return newest, None, None
+
+
+def _outcome(status, reply, ok):
+    """``send``'s answer for a write: a 5xx (a handoff tries again), or
+    whether the node took it."""
+    if status >= 500:
+        return None, status, '%d %s' % (status, reply.strip()[:200])
+    return ok, status, str(status)
+
+
+def _policy_note(policy):
+    return ' (policy %d)' % policy if policy else ''

@@ -19,6 +19,13 @@ trusted is moved, whole hash directory and all, to
 ``<device>/quarantined/objects/`` and
 :class:`~coordsync.exceptions.DiskFileCorrupt` is raised.
 
+A manager serves one storage policy: policy 0's objects are under
+``<device>/objects/``, policy N's under ``<device>/objects-N/``
+(quarantined to ``quarantined/objects-N/``). ``manager.for_policy(N)``
+is the manager of another policy with the same settings::
+
+    manager.for_policy(1).diskfile('sda', 17, 'AUTH_a', 'c', 'o')
+
 Every method blocks on disk I/O; the caller decides which thread runs it.
 """
 
@@ -33,6 +40,7 @@ from oslo_log import log as logging
 from coordsync import exceptions
 from coordsync.common import fsutil
 from coordsync.common import hashing
+from coordsync.common import storage_policy
 from coordsync.obj import fileformat
 from coordsync.obj import hashes
 from coordsync.obj import layout
@@ -204,8 +212,9 @@ class DiskFile:
             with hashes.lock_partition(self._part_dir):
                 if layout.object_files(self.hash_dir)[:1] == [suspect]:
                     hashes.record_invalid(self._part_dir, self.suffix)
-                    dest = layout.quarantine_hash_dir(self._dev_path,
-                                                      self.hash_dir)
+                    dest = layout.quarantine_hash_dir(
+                        self._dev_path, self.hash_dir,
+                        self.manager.quarantine_dir)
                     self.manager.count_quarantine(self.hash_dir, dest,
                                                   reason)
         except FileNotFoundError:
@@ -223,16 +232,21 @@ TMP_MAX_AGE = 3600.0
 
 
 class DiskFileManager:
-    """The object store of one node: every device under ``devices_path``.
+    """The object store of one node and one storage policy: every device
+    under ``devices_path``, objects in the policy's directory.
 
     With ``mount_check`` a device counts only while it is a mount point,
     so a failed disk is never filled up as part of the root filesystem.
     ``clock`` gives "now" for reclaiming tombstones (tests inject one).
+    ``policy`` is the storage policy index (``objects-N/`` for N > 0).
     """
 
     def __init__(self, devices_path, *, mount_check=False,
                  reclaim_age=DEFAULT_RECLAIM_AGE, hash_prefix='',
-                 hash_suffix='', logger=None, clock=time.time):
+                 hash_suffix='', logger=None, clock=time.time, policy=0):
+        if (not isinstance(policy, int) or isinstance(policy, bool)
+                or policy < 0):
+            raise ValueError('invalid storage policy index %r' % (policy,))
         self.devices_path = devices_path
         self.mount_check = mount_check
         self.reclaim_age = reclaim_age
@@ -240,16 +254,38 @@ class DiskFileManager:
         self.hash_suffix = hash_suffix
         self.logger = logger or LOG
         self.clock = clock
+        self.policy = policy
+        self.datadir = storage_policy.datadir(policy)
+        self.quarantine_dir = layout.quarantine_dir(self.datadir)
+        self.async_dir = storage_policy.async_dir(policy)
         self._quarantine_count = 0
         self._count_lock = threading.Lock()
+        # NOTE: the managers of one node's policies share this map, so
+        # for_policy() hands out one manager per policy, whichever asks.
+        self._family = {policy: self}
 
     @classmethod
-    def from_conf(cls, conf, logger=None):
+    def from_conf(cls, conf, logger=None, policy=0):
         """The manager of this node's devices, as the config says."""
         return cls(conf.devices, mount_check=conf.mount_check,
                    reclaim_age=conf.reclaim_age,
                    hash_prefix=conf.hash_path_prefix,
-                   hash_suffix=conf.hash_path_suffix, logger=logger)
+                   hash_suffix=conf.hash_path_suffix, logger=logger,
+                   policy=policy)
+
+    def for_policy(self, policy):
+        """The manager of storage policy ``policy`` (an index) with this
+        one's settings: the same object for every call."""
+        found = self._family.get(policy)
+        if found is None:
+            found = type(self)(
+                self.devices_path, mount_check=self.mount_check,
+                reclaim_age=self.reclaim_age, hash_prefix=self.hash_prefix,
+                hash_suffix=self.hash_suffix, logger=self.logger,
+                clock=self.clock, policy=policy)
+            found._family = self._family
+            self._family[policy] = found
+        return found
 
     @property
     def quarantine_count(self):
@@ -290,7 +326,7 @@ class DiskFileManager:
 
     def _part_dir(self, device, partition):
         dev_path = self._dev_path(device)
-        return dev_path, os.path.join(dev_path, layout.DATADIR,
+        return dev_path, os.path.join(dev_path, self.datadir,
                                       layout.check_partition(partition))
 
     def diskfile(self, device, partition, account, container, obj):
@@ -381,7 +417,7 @@ class DiskFileManager:
     def partitions(self, device):
         """The partitions (ints, sorted) that have a directory on ``device``.
         """
-        datadir = os.path.join(self._dev_path(device), layout.DATADIR)
+        datadir = os.path.join(self._dev_path(device), self.datadir)
         try:
             names = os.listdir(datadir)
         except FileNotFoundError:
@@ -413,7 +449,9 @@ class DiskFileManager:
         except FileNotFoundError:
             return False
         shutil.rmtree(doomed, ignore_errors=True)
-        self.logger.info('Deleted partition %s on %s', partition, device)
+        self.logger.info('Deleted partition %s%s on %s', partition,
+                         ' of policy %d' % self.policy if self.policy
+                         else '', device)
         return True
 
     def cleanup_all_tmp(self, logger, age=TMP_MAX_AGE):

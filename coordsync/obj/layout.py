@@ -7,6 +7,11 @@
     <devices>/<device>/tmp/                    writes not yet published
     <devices>/<device>/quarantined/objects/<hash>[-<uuid>]
 
+That is storage policy 0; the objects of policy N > 0 live the same way
+under ``objects-N/`` and are quarantined to ``quarantined/objects-N/``
+(:func:`coordsync.common.storage_policy.datadir`), while ``tmp/`` is
+shared: a temporary file is renamed into its policy's tree when done.
+
 ``hash`` is :func:`coordsync.common.hashing.hash_path` of the object's name and
 ``suffix`` its last three characters. A hash directory normally holds one
 file, the newest: a ``.data`` (the object) or a ``.ts`` (a tombstone: the
@@ -230,9 +235,16 @@ def suffix_objects(suffix_dir, reclaim_age, now, cleanup=False):
     return found
 
 
-def quarantine_hash_dir(dev_path, hash_dir):
-    """Move ``hash_dir`` out of the object tree, untouched; return where."""
-    qdir = os.path.join(dev_path, QUARANTINE_DIR)
+def quarantine_dir(datadir):
+    """The quarantine directory (relative to a device) of the objects
+    of ``datadir`` (``objects`` -> ``quarantined/objects``)."""
+    return os.path.join('quarantined', datadir)
+
+
+def quarantine_hash_dir(dev_path, hash_dir, qdir=QUARANTINE_DIR):
+    """Move ``hash_dir`` out of the object tree, untouched, to ``qdir``
+    (relative to ``dev_path``); return where."""
+    qdir = os.path.join(dev_path, qdir)
     os.makedirs(qdir, exist_ok=True)
     dest = os.path.join(qdir, os.path.basename(hash_dir))
     if os.path.lexists(dest):

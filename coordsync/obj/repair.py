@@ -39,6 +39,11 @@ before writing to its own disks it consults this node's token store. A
 job whose lock was lost stops at once (fencing, invariant I1), and the
 green threads still running for it are cancelled with it.
 
+A partition of storage policy N is repaired within that policy: its
+local objects are the policy's (``objects-N/``), and every request goes
+to the policy's routes (``/objects-N``, ``/object-sync-N``...) with a
+fence naming it (``coordsync/replicate/N/<part>``).
+
 Errors talking to a peer are reported to ``on_peer_error(peer, error)``
 (the engine counts them per peer and logs one line per pass); any error
 makes the job count as failed.
@@ -104,21 +109,32 @@ class PartitionRepair:
     :param on_peer_error: ``f(peer_label, error)`` for each failed
         request to a peer.
     :param suffix_concurrency: suffixes levelled at the same time.
+    :param policy: the storage policy index of the partition (the
+        manager's when omitted; given, the manager is switched to it).
     """
 
     def __init__(self, manager, node_client, device, partition, peers,
                  grant=None, logger=None, suffix_concurrency=8,
-                 on_peer_error=None):
+                 on_peer_error=None, policy=None):
+        own = getattr(manager, 'policy', 0)
+        if policy is None:
+            policy = own
+        elif policy != own:
+            manager = manager.for_policy(policy)
         self.manager = manager
+        self.policy = policy
         self.client = node_client
         self.device = device
         self.partition = partition
+        # How log lines name the partition.
+        self.label = ('%s' % partition if not policy
+                      else '%s of policy %d' % (partition, policy))
         self.local = Replica({'device': device, 'ip': 'local',
                               'port': 0, 'node': 'local'}, local=True)
         self.peers = [Replica(dict(node)) for node in peers]
         self.grant = grant or worker.Grant('static')
         self.fence = self.grant.fence
-        self.sync = sync.SyncClient(node_client)
+        self.sync = sync.SyncClient(node_client, policy=policy)
         # Peers holding everything this node has, after repair().
         self.level_peers = []
         # Seconds spent per phase (hash, list, check, pull, push).
@@ -142,7 +158,7 @@ class PartitionRepair:
                     self.stats.replicate_requests += 1
                     replica.hashes = self.client.replicate(
                         replica.node, self.partition, tuple(recalculate),
-                        fence=self.fence)
+                        fence=self.fence, policy=self.policy)
                 return replica
             except (client_mod.NodeError, exceptions.DiskFileError,
                     ValueError) as err:
@@ -160,7 +176,7 @@ class PartitionRepair:
                 replica.label, self.grant.token, err))
         self.stats.errors += 1
         if replica.local or self._on_peer_error is None:
-            self.log.warning('Partition %s: %s: %s', self.partition,
+            self.log.warning('Partition %s: %s: %s', self.label,
                              replica.label, err)
         else:
             self._on_peer_error(replica.label, err)
@@ -385,7 +401,7 @@ class PartitionRepair:
             # recomputes exactly those.
             self.stats.suffixes_synced += len(differing)
             self.log.debug('Partition %s: %d suffixes differed; %s',
-                           self.partition, len(differing), ', '.join(
+                           self.label, len(differing), ', '.join(
                                '%s %.3fs' % item
                                for item in self.timings.items()))
         return differing
@@ -399,7 +415,7 @@ class PartitionRepair:
                      if p.hashes is not None]
         if len(confirmed) < needed:
             self.log.info('Handoff partition %s on %s: %d of %d primaries '
-                          'have it all, keeping it', self.partition,
+                          'have it all, keeping it', self.label,
                           self.device, len(confirmed), needed)
             return False
         self.grant.admit_local()
@@ -409,7 +425,7 @@ class PartitionRepair:
         if not deleted:
             self.log.info('Handoff partition %s on %s changed while '
                           'pushing; keeping it for the next pass',
-                          self.partition, self.device)
+                          self.label, self.device)
         return deleted
 
 

@@ -11,11 +11,18 @@ built by :mod:`coordsync.common.direct_client`)::
     PUT       /object-sync/<dev>/<part>        (push: a sync stream)
     POST      /object-sync/<dev>/<part>/pull   (pull: a sync stream back)
 
+Those are storage policy 0's. Every policy N > 0 the config declares
+(``[storage-policy:N]``) has the same routes under ``/objects-N``,
+``/object-suffixes-N`` and ``/object-sync-N``, over its own directory
+(``<dev>/objects-N/``); their replication fences name policy N
+(``coordsync/replicate/N/<part>``). A policy this node does not know has
+no route: 404.
+
 Container and account routes come from :mod:`coordsync.container.server`.
 An object PUT or DELETE naming its container replicas
 (``X-Container-*``) sends them the object's row once the write is on
-disk (:mod:`coordsync.obj.updates`); one missed is saved as an async
-pending.
+disk (:mod:`coordsync.obj.updates`), recorded under the object's
+policy; one missed is saved as an async pending of that policy.
 
 The sync requests are described in :mod:`coordsync.obj.sync`; a pushed
 stream is written by :mod:`coordsync.obj.receiver`, the one code path
@@ -39,6 +46,7 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
 from coordsync.common import signing
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
@@ -57,7 +65,6 @@ MAX_ACCOUNT_LENGTH = layout.MAX_ACCOUNT_LENGTH
 MAX_CONTAINER_LENGTH = layout.MAX_CONTAINER_LENGTH
 MAX_OBJECT_LENGTH = layout.MAX_OBJECT_LENGTH
 META_PREFIX = 'x-object-meta-'
-POLICY = 0  # NOTE: objects/ is policy 0, the only one so far.
 _CONTENT_LENGTH_RE = re.compile(r'[0-9]{1,19}\Z')
 _ETAG_RE = re.compile(r'[0-9a-f]{32}\Z')
 
@@ -238,8 +245,18 @@ def _put_metadata(req, when):
 
 # -- the handlers -------------------------------------------------------------
 
+class IncomingSlots:
+    """Sync requests being served by a node, counted across the route
+    sets of all its policies: ``max_incoming`` bounds the node's load,
+    not each policy's."""
+
+    def __init__(self):
+        self.count = 0
+
+
 class ObjectRoutes:
-    """The object handlers of a node, over one DiskFileManager.
+    """The object handlers of one storage policy of a node, over its
+    DiskFileManager.
 
     :param secret: the cluster secret, which signs sync streams.
     :param max_incoming: sync requests served at the same time (503
@@ -247,26 +264,41 @@ class ObjectRoutes:
     :param replay_window: seconds a pushed stream's request signature is
         remembered, to refuse it sent again (at least the allowed clock
         skew, both ways).
+    :param policy: the storage policy index served (route prefixes,
+        fences, container rows); ``manager`` must be that policy's.
+    :param slots: an :class:`IncomingSlots` shared with the node's other
+        policies (a fresh one when omitted).
     """
 
     def __init__(self, manager, logger=None, secret='', max_incoming=4,
-                 replay_window=600.0, container_updates=None):
+                 replay_window=600.0, container_updates=None, policy=0,
+                 slots=None):
         self.manager = manager
+        self.policy = policy
         # An updates.ContainerUpdates: object rows to container replicas.
         self.container_updates = container_updates
         self.log = logger or LOG
         self.secret = secret.encode('utf-8')
         self.max_incoming = max_incoming
-        self.incoming = 0
+        self._slots = slots if slots is not None else IncomingSlots()
         self.replay_window = replay_window
         self._seen = {}
+
+    @property
+    def incoming(self):
+        """Sync requests in progress on the node (every policy)."""
+        return self._slots.count
+
+    @incoming.setter
+    def incoming(self, value):
+        self._slots.count = value
 
     def routes(self):
         """The route set to add to a :class:`~coordsync.common.wsgi.NodeApp`.
         """
         def route(methods, prefix, handler, parse):
-            return wsgi.Route(methods, prefix, handler, parse,
-                              policy=POLICY)
+            return wsgi.Route(methods, direct_client.policy_prefix(
+                prefix, self.policy), handler, parse, policy=self.policy)
         return [
             route(('PUT', 'GET', 'HEAD', 'DELETE'), direct_client.OBJECTS,
                   self.object, parse_object),
@@ -309,8 +341,9 @@ class ObjectRoutes:
             return
         self.container_updates.update(
             op, args['device'], args['account'], args['container'],
-            args['obj'], updates.row_headers(op, when, metadata, POLICY),
-            targets)
+            args['obj'], updates.row_headers(op, when, metadata,
+                                             self.policy),
+            targets, self.policy)
 
     def _diskfile(self, args):
         return self._call(self.manager.diskfile, args['device'],
@@ -489,9 +522,10 @@ class ObjectRoutes:
             raise HTTPError(400, 'bad sync stream: %s' % err) from None
         except (exceptions.DiskFileError, ValueError) as err:
             raise _http_error(err) from None
-        self.log.debug('Sync push into %s/%s: %d objects, %d stored in '
+        self.log.debug('Sync push into %s/%s%s: %d objects, %d stored in '
                        '%.3fs (publishing %.3fs)', args['device'],
-                       args['partition'], len(received.results),
+                       args['partition'], _policy_note(self.policy),
+                       len(received.results),
                        received.stored, time.monotonic() - started,
                        received.publish_seconds)
         return wsgi.json_response(200, {
@@ -513,6 +547,11 @@ class ObjectRoutes:
                                  sync.seed(sync.PULL_SEED, signature))
         return 200, {'Content-Type': sync.STREAM_TYPE}, \
             _Releasing(body, release)
+
+
+def _policy_note(policy):
+    """`` of policy N`` for a log line of policy N > 0, else nothing."""
+    return ' of policy %d' % policy if policy else ''
 
 
 class _Releasing:
@@ -571,11 +610,12 @@ def _parse_check(data):
 
 class NodeServer(wsgi.NodeApp):
     """The WSGI application of one storage node: the node API with the
-    object routes.
+    object routes of every storage policy of ``conf``.
 
     :param conf: ConfigOpts with the node, cluster and server options.
     :param manager: a :class:`~coordsync.obj.diskfile.DiskFileManager`
-        (made from ``conf`` when omitted).
+        (made from ``conf`` when omitted); the other policies' come
+        from its ``for_policy``.
     :param token_store: see :class:`~coordsync.common.wsgi.NodeApp`.
     """
 
@@ -588,11 +628,16 @@ class NodeServer(wsgi.NodeApp):
             conf, self.log)
         self.container_updates = updates.ContainerUpdates.from_conf(
             conf, self.manager, self.log)
-        self.add_routes(ObjectRoutes(
-            self.manager, self.log, secret=conf.cluster_secret,
-            max_incoming=conf.replicator.max_incoming,
-            replay_window=2.0 * conf.server.max_clock_skew,
-            container_updates=self.container_updates).routes())
+        self.policies = storage_policy.from_conf(conf)
+        slots = IncomingSlots()
+        for policy in self.policies:
+            self.add_routes(ObjectRoutes(
+                self.manager.for_policy(policy.index), self.log,
+                secret=conf.cluster_secret,
+                max_incoming=conf.replicator.max_incoming,
+                replay_window=2.0 * conf.server.max_clock_skew,
+                container_updates=self.container_updates,
+                policy=policy.index, slots=slots).routes())
         self.add_routes(container_server.ContainerRoutes(
             conf, self.manager, self.log).routes())
         self.add_routes(container_server.AccountRoutes(

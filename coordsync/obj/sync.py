@@ -7,6 +7,8 @@ fence)::
     PUT  /object-sync/<dev>/<part>         push: a sync stream of objects
     POST /object-sync/<dev>/<part>/pull    pull: ask for a sync stream
 
+(``/object-sync-N/...`` for a partition of storage policy N > 0.)
+
 **Check.** The holder offers ``{hash: [timestamp, deleted]}`` of its
 objects under the suffixes that differ (JSON, bound to the signature by
 its ``ETag``); the peer answers which of them it wants (newer than what
@@ -87,11 +89,14 @@ class SyncClient:
         NodeClient` (signatures, fences, connection pools).
     :param secret: the cluster secret, which signs streams (the node
         client's when omitted).
+    :param policy: the storage policy of the partitions synced (every
+        request goes to that policy's routes).
     """
 
     def __init__(self, node_client, secret=None, busy_delays=BUSY_DELAYS,
-                 sleep=concurrency.sleep, rng=random):
+                 sleep=concurrency.sleep, rng=random, policy=0):
         self.client = node_client
+        self.policy = policy
         self.secret = (node_client.secret if secret is None
                        else secret).encode('utf-8')
         self.busy_delays = busy_delays
@@ -138,7 +143,8 @@ class SyncClient:
         return want, newer
 
     def _check(self, node, partition, suffixes, offer, fence):
-        path = direct_client.sync_path(node['device'], partition, 'check')
+        path = direct_client.sync_path(node['device'], partition, 'check',
+                                       policy=self.policy)
         resp = self.client.request(node, 'POST', path,
                                    body=check_body(suffixes, offer),
                                    fence=fence)
@@ -164,7 +170,8 @@ class SyncClient:
             node, partition, entries, fence, replication))
 
     def _push(self, node, partition, entries, fence, replication):
-        path = direct_client.sync_path(node['device'], partition)
+        path = direct_client.sync_path(node['device'], partition,
+                                       policy=self.policy)
 
         def stream(signature):
             return syncstream.encode(entries(), self.secret,
@@ -191,7 +198,8 @@ class SyncClient:
                                                  fence))
 
     def _pull(self, node, partition, hashes, fence):
-        path = direct_client.sync_path(node['device'], partition, 'pull')
+        path = direct_client.sync_path(node['device'], partition, 'pull',
+                                       policy=self.policy)
         body = json.dumps({'hashes': sorted(hashes)}).encode('utf-8')
         resp = self.client.request(node, 'POST', path, body=body,
                                    fence=fence)

@@ -16,6 +16,10 @@ later: it is saved on the object's device as an **async pending**::
 
     <dev>/async_pending/<hash[-3:]>/<hash>-<timestamp>
 
+(``async_pending-N/`` for an object of storage policy N > 0, whose row
+carries ``X-Backend-Storage-Policy-Index: N`` so the container records
+it under the object's policy)
+
 a versioned JSON document (never pickle), written atomically::
 
     {"version": 1, "op": "PUT" | "DELETE", "account": ..., "container":
@@ -42,13 +46,15 @@ from coordsync.common import direct_client
 from coordsync.common import fsutil
 from coordsync.common import hashing
 from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.obj import layout
 
 LOG = logging.getLogger(__name__)
 
-ASYNC_DIR = 'async_pending'
+ASYNC_DIR = storage_policy.async_dir(0)
 QUARANTINE_DIR = os.path.join('quarantined', ASYNC_DIR)
+POLICY_HEADER = 'X-Backend-Storage-Policy-Index'
 VERSION = 1
 OPS = ('PUT', 'DELETE')
 # A pending is small; anything much larger is not one of ours.
@@ -58,9 +64,11 @@ PENDING_RE = re.compile(r'([0-9a-f]{32})-([0-9]{10}\.[0-9]{5})\Z')
 _HOST_RE = re.compile(r'(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.-]{1,253}):'
                       r'([0-9]{1,5})\Z')
 _DIGITS_RE = re.compile(r'[0-9]{1,10}\Z')
+# NOTE: policy 0's is async_pending, never async_pending-0.
+_ASYNC_DIR_RE = re.compile(r'async_pending(?:-([1-9][0-9]{0,8}))?\Z')
 # Row headers a pending may carry (and nothing else).
 ROW_HEADERS = ('X-Timestamp', 'X-Size', 'X-Content-Type', 'X-Etag',
-               'X-Backend-Storage-Policy-Index')
+               POLICY_HEADER)
 
 
 class BadPending(ValueError):
@@ -114,8 +122,7 @@ def target_headers(part, nodes):
 
 def row_headers(op, when, metadata=None, policy=0):
     """The headers of an object row update."""
-    headers = {'X-Timestamp': when.normal,
-               'X-Backend-Storage-Policy-Index': str(policy)}
+    headers = {'X-Timestamp': when.normal, POLICY_HEADER: str(int(policy))}
     if op == 'PUT':
         metadata = metadata or {}
         headers.update({
@@ -167,8 +174,19 @@ def send_all(client, requests, timeout, logger=LOG):
     return list(results)
 
 
-def pending_dir(dev_path, obj_hash):
-    return os.path.join(dev_path, ASYNC_DIR, hashing.suffix_of(obj_hash))
+def pending_dir(dev_path, obj_hash, policy=0):
+    """The directory of an object's pendings (its policy's async dir)."""
+    return os.path.join(dev_path, storage_policy.async_dir(policy),
+                        hashing.suffix_of(obj_hash))
+
+
+def policy_of_async_dir(name):
+    """The policy index of an ``async_pending[-N]`` directory name, or
+    None for any other name."""
+    found = _ASYNC_DIR_RE.match(name)
+    if not found:
+        return None
+    return int(found.group(1) or 0)
 
 
 def pending_name(obj_hash, when):
@@ -184,10 +202,11 @@ def encode_pending(op, account, container, obj, headers, successes=()):
 
 
 def write_pending(dev_path, obj_hash, op, account, container, obj, headers,
-                  successes=()):
-    """Save an update as an async pending; returns its path. Blocks on
-    the disk: call it through run_in_thread."""
-    directory = pending_dir(dev_path, obj_hash)
+                  successes=(), policy=0):
+    """Save an update as an async pending of storage policy ``policy``;
+    returns its path. Blocks on the disk: call it through
+    run_in_thread."""
+    directory = pending_dir(dev_path, obj_hash, policy)
     fsutil.makedirs_durable(directory)
     path = os.path.join(directory, pending_name(obj_hash,
                                                 headers['X-Timestamp']))
@@ -297,11 +316,13 @@ class ContainerUpdates:
         return None
 
     def update(self, op, device, account, container, obj, headers,
-               targets):
+               targets, policy=0):
         """Send the row; save an async pending for what failed.
 
         ``targets`` is ``(partition, [node])`` of
-        :func:`container_targets`. Returns the pending's path or None.
+        :func:`container_targets`; ``policy`` the object's storage
+        policy (where a pending is saved). Returns the pending's path or
+        None.
         """
         part, nodes = targets
         requests = [(node, op, direct_client.container_row_path(
@@ -321,7 +342,7 @@ class ContainerUpdates:
             dev_path = self.manager.require_device(device)
             path = concurrency.run_in_thread(
                 write_pending, dev_path, obj_hash, op, account, container,
-                obj, headers, successes)
+                obj, headers, successes, policy)
         except Exception as err:
             self.log.error('Cannot save the container update of %s /%s/%s'
                            '/%s as an async pending: %s', op, account,
