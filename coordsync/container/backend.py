@@ -1426,11 +1426,13 @@ class ContainerBroker(DatabaseBroker):
             return count, oldest
         return self._run(read)
 
-    def get_rows(self, names):
-        """``{name: row dict}`` of the rows stored for ``names``."""
+    def get_rows(self, names, storage_policy_index=0):
+        """``{name: row dict}`` of the rows stored for ``names`` in one
+        storage policy."""
         def read(conn):
             return {key[0]: row for key, (_rowid, row) in
-                    self._stored_rows(conn, set(names)).items()}
+                    self._stored_rows(conn, set(names)).items()
+                    if key[1] == storage_policy_index}
         return self._run(read)
 
     def _newid(self, conn, remote_id):

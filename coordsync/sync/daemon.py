@@ -59,6 +59,7 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
 from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import worker
 from coordsync.container import backend
@@ -76,8 +77,9 @@ POINT_HEADER = 'X-Container-Sync-Point'
 # A check (HEAD) through the destination's listing would cost fewer
 # requests for a large catch-up; a HEAD per row is what every holder
 # can do whatever the destination is.
-PUT, DELETE, PRESENT, SUPERSEDED, GONE, FAILED = (
-    'put', 'delete', 'present', 'superseded', 'gone', 'failed')
+PUT, DELETE, PRESENT, SUPERSEDED, GONE, FAILED, MISPLACED = (
+    'put', 'delete', 'present', 'superseded', 'gone', 'failed',
+    'misplaced')
 _MAX_KEY_CHAR = '\U0010ffff'
 
 
@@ -134,6 +136,7 @@ class SyncStats(worker.Figures):
     present: int = 0
     superseded: int = 0
     gone: int = 0
+    misplaced: int = 0
     failures: int = 0
     retried: int = 0
     late: int = 0
@@ -224,7 +227,8 @@ class Destination:
 
 
 _FIGURE_OF = {PUT: 'puts', DELETE: 'deletes', PRESENT: 'present',
-              SUPERSEDED: 'superseded', GONE: 'gone'}
+              SUPERSEDED: 'superseded', GONE: 'gone',
+              MISPLACED: 'misplaced'}
 
 
 def _close(chunks):
@@ -299,6 +303,7 @@ class ContainerSyncJob:
         self.source = sync_state.source_id(job.account, job.container,
                                            owner.conf.hash_path_suffix)
         self.last_error = ''
+        self.policy = 0
         self._last_ts = 0.0
         # ROWIDs of the rows this pass sent in sync order.
         self.visited = set()
@@ -330,6 +335,7 @@ class ContainerSyncJob:
         info = self._call(self.broker.get_info)
         if self._call(self.broker.is_deleted):
             return True
+        self.policy = info['storage_policy_index']
         my_id = info['id']
         answers = worker.run_scoped(self._peer_state, self.job.peers,
                                     max(1, len(self.job.peers)))
@@ -568,7 +574,8 @@ class ContainerSyncJob:
         due = [r for r in st['retry'] if r[3] <= now]
         if not due or time.monotonic() > deadline:
             return
-        current = self._call(self.broker.get_rows, [r[0] for r in due])
+        current = self._call(self.broker.get_rows, [r[0] for r in due],
+                             self.policy)
         keep = [r for r in st['retry'] if r[3] > now]
         todo = []
         for entry in due:
@@ -661,6 +668,12 @@ class ContainerSyncJob:
 
     def _sync_row(self, row, check):
         name, when = row['name'], row['created_at']
+        if row['storage_policy_index'] != self.policy:
+            # NOTE: a row of another storage policy (a split brain) is the
+            # reconciler's: its move makes a row of this policy, sent in
+            # its turn; its tombstone in the other policy must not
+            # delete the object at the destination.
+            return MISPLACED
         row_ts = timestamp.Timestamp(when)
         if check:
             self.stats.checks += 1
@@ -672,7 +685,11 @@ class ContainerSyncJob:
             if status // 100 == 2 or status in (404, 409):
                 return DELETE
             raise SyncError('DELETE at destination: %d' % status)
-        found, headers, chunks = self.owner.objects.get_newest(
+        objects = self.owner.objects.get(self.policy)
+        if objects is None:
+            raise SyncError('storage policy %d is not configured here'
+                            % self.policy)
+        found, headers, chunks = objects.get_newest(
             self.job.account, self.job.container, name)
         if found is not None and found > row_ts:
             _close(chunks)
@@ -753,9 +770,14 @@ class ContainerSync(worker.RingWorker):
             conf, member_id=coordinator.member_id)
         self.dbsync = replication.DbSyncClient(self.client,
                                                backend.CONTAINER_DATADIR)
-        self.objects = objects or object_client.ObjectClient(
-            conf, ring_mod.Ring(conf.ring_file, conf.hash_path_prefix,
-                                conf.hash_path_suffix), self.client)
+        # NOTE: {policy index: ObjectClient}; a container's objects are
+        # read from its policy's ring.
+        if objects is None:
+            objects = {index: object_client.ObjectClient(
+                conf, ring, self.client, policy=index)
+                for index, ring in storage_policy.from_conf(
+                    conf).load_rings(conf).items()}
+        self.objects = objects
         self.realms = realms_mod.Realms(conf.container_sync_realms_file)
         self.pool = urllib3.PoolManager(num_pools=64, maxsize=16,
                                         block=False, retries=False)
@@ -769,8 +791,9 @@ class ContainerSync(worker.RingWorker):
         if self.ring.has_changed():
             self.log.info('Container ring changed, reloading')
             self.ring.reload()
-        if self.objects.ring.has_changed():
-            self.objects.ring.reload()
+        for objects in self.objects.values():
+            if objects.ring.has_changed():
+                objects.ring.reload()
 
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []

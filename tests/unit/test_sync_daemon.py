@@ -156,7 +156,7 @@ class Owner:
         self.pool = None
         self.client = None
         self.dbsync = None
-        self.objects = objects
+        self.objects = {0: objects}
         self.peer_errors = worker.PeerErrors()
         self.per_diff = 1000
         self.lag = []
@@ -598,6 +598,21 @@ def test_a_row_with_a_newer_version_at_the_source_is_superseded(env):
     assert env.dest.sent() == ['a']
     assert env.stored()[0]['retry'] == []
     assert env.last.stats.superseded == 1
+
+
+def test_rows_of_another_storage_policy_are_left_to_the_reconciler(env):
+    env.add('a', 1)
+    # A misplaced write and its tombstone-to-be in policy 1 (the
+    # container is policy 0): neither reaches the destination.
+    env.broker.put_object('m', t(2), 1, 'text/plain', 'e',
+                          storage_policy_index=1)
+    env.broker.delete_object('a', t(3), storage_policy_index=1)
+    env.add('b', 4)
+    assert env.run() is True
+    assert env.dest.sent() == ['a', 'b']
+    assert env.objects.asked == ['a', 'b']
+    assert env.last.stats.misplaced == 2
+    assert env.stored()[0]['point'] == (t(4), 'b')
 
 
 # -- a destination down -------------------------------------------------------
