@@ -22,6 +22,22 @@ seconds of the oldest unsynced row now (0 when none is behind),
 ``synced_age`` how long ago it was measured; unknown values are null.
 Exit status 0 healthy, 1 degraded (a container with an error or rows
 failing longer than the report limit), 2 unreachable.
+
+``--reconciler`` shows the misplaced-object reconciler instead: a row
+per reconciler member with the queue depth it reported (entries left in
+the queue containers it works, ``+`` when more lie beyond what one pass
+lists) and its current pass's figures, then a row per queue container
+with the freshest depth any member reported::
+
+    MEMBER  NODE  STATE  PASS  DEPTH  QUEUES  MOVED  RIGHT  TOMBSTONES
+    RETRIED  INVALID  ERRORS
+
+    QUEUE  HOLDER  ENTRIES  LEFT  CHECKED
+
+With ``--format json``: ``{"group", "state", "reconcilers", "queues",
+"queue_depth", "queue_depth_more", "problems"}``. Exit status 0
+healthy, 1 degraded (a member reports failed queue containers or
+entries), 2 unreachable.
 """
 
 import json
@@ -49,6 +65,13 @@ CLI_OPTS = [
                 help='Show container sync lag per container (rows '
                      'behind, oldest unsynced row, retry set, last '
                      'error) instead of the members.'),
+    # NOTE: dest differs from the option name: [reconciler] exists.
+    cfg.BoolOpt('reconciler', dest='show_reconciler', default=False,
+                help='Show the misplaced-object queue instead of the '
+                     'members: the queue depth (entries left) and pass '
+                     'figures (moved, already right, tombstones, '
+                     'retried, invalid, errors) each reconciler member '
+                     'reported, and the depth of each queue container.'),
 ]
 
 
@@ -56,19 +79,26 @@ def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-status',
                                    cli_opts=CLI_OPTS)
     timeout = conf.timeout or conf.status.backend_timeout
-    if conf.locks and conf.sync:
-        print('coordsync-status: error: --locks and --sync cannot be '
-              'combined', file=sys.stderr)
+    chosen = [flag for flag, on in (('--locks', conf.locks),
+                                    ('--sync', conf.sync),
+                                    ('--reconciler', conf.show_reconciler))
+              if on]
+    if len(chosen) > 1:
+        print('coordsync-status: error: %s cannot be combined'
+              % ' and '.join(chosen), file=sys.stderr)
         return status.EXIT_CODES[status.UNREACHABLE]
     fetch = status.fetch_locks if conf.locks else status.fetch_members
     try:
         found = fetch(conf, timeout)
     except exceptions.CoordsyncError as err:
         listing = ('locks' if conf.locks else
-                   'containers' if conf.sync else 'members')
+                   'containers' if conf.sync else
+                   'reconcilers' if conf.show_reconciler else 'members')
         report = {'group': conf.coordination.group,
                   'state': status.UNREACHABLE, 'problems': [str(err)],
                   listing: []}
+        if conf.show_reconciler:
+            report['queues'] = []
         if conf.format == 'json':
             print(json.dumps(report, indent=2, sort_keys=True))
         print('coordsync-status: error: %s' % err, file=sys.stderr)
@@ -83,6 +113,11 @@ def main(argv=None):
         report = status.build_sync_report(
             found, group=conf.coordination.group)
         _print(conf, report, status.format_sync_table)
+        return status.EXIT_CODES[report['state']]
+    if conf.show_reconciler:
+        report = status.build_reconciler_report(
+            found, group=conf.coordination.group)
+        _print(conf, report, status.format_reconciler_table)
         return status.EXIT_CODES[report['state']]
     report = status.build_report(
         found, group=conf.coordination.group, expect=conf.expect,

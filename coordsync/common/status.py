@@ -19,6 +19,14 @@ With ``--sync`` it shows the container sync lag instead, per container
 oldest unsynced row, rows in the retry set, rows failing, the last
 error. When several members report a container (its lock changed hands
 between passes) the freshest measurement wins.
+
+With ``--reconciler`` it shows the misplaced-object queue instead: per
+reconciler member, the queue depth it reported (entries left after its
+last look at each queue container it works; ``+`` when some listing
+stopped at ``entries_per_pass``) and its pass's figures; per queue
+container, the freshest depth any member reported; the total depth is
+the sum of those. Read from ``progress['reconciler']`` (see
+:meth:`coordsync.reconciler.daemon.Reconciler.report_extra`).
 """
 
 import os
@@ -389,6 +397,157 @@ def format_sync_table(report):
             report['group'], report['state'], len(rows)))
     else:
         lines.append('group %s: %s, no synced containers reported' % (
+            report['group'], report['state']))
+    lines.extend('  problem: %s' % p for p in report['problems'])
+    return '\n'.join(lines)
+
+
+RECONCILER_WORKER = 'reconciler'
+RECONCILER_FIGURES = ('moved', 'already_right', 'tombstones', 'retried',
+                      'invalid', 'errors')
+
+
+def _count(value):
+    number = _number(value)
+    return None if number is None else int(number)
+
+
+def _reconciler_member(member_id, caps, fields):
+    figures = fields.get('figures')
+    figures = figures if isinstance(figures, dict) else {}
+    queues = fields.get('queues')
+    row = {
+        'member': member_id,
+        'node': caps.get('node'),
+        'state': fields.get('state'),
+        'pass': fields.get('pass'),
+        'queue_depth': _count(fields.get('queue_depth')),
+        'queue_depth_more': bool(fields.get('queue_depth_more')),
+        'queue_containers': len(queues) if isinstance(queues, list)
+        else None,
+        'failed': _count(fields.get('errors')) or 0,
+    }
+    for name in RECONCILER_FIGURES:
+        row[name] = _count(figures.get(name))
+    return row
+
+
+def _freshest_queues(members):
+    """``{queue container: entry}``, the entry with the largest
+    ``checked_at`` among every reconciler's reports."""
+    chosen = {}
+    for member_id in sorted(members):
+        progress = (members[member_id] or {}).get('progress') or {}
+        for entry in (progress.get(RECONCILER_WORKER) or {}).get(
+                'queues') or ():
+            if not isinstance(entry, dict) or not entry.get('queue'):
+                continue
+            known = chosen.get(entry['queue'])
+            if known is None or (_number(entry.get('checked_at'), 0.0)
+                                 > _number(known.get('checked_at'), 0.0)):
+                chosen[entry['queue']] = entry
+    return chosen
+
+
+def _queue_row(entry, now):
+    checked = _number(entry.get('checked_at'))
+    return {'queue': str(entry['queue']), 'holder': entry.get('holder'),
+            'entries': _count(entry.get('entries')),
+            'left': _count(entry.get('left')),
+            'more': bool(entry.get('more')),
+            'checked_age': None if checked is None
+            else round(max(0.0, now - checked), 1)}
+
+
+def build_reconciler_report(members, *, group, now=None):
+    """The ``--reconciler`` report: the queue depth and figures each
+    reconciler member reported, and per queue container the freshest
+    depth among them; degraded when a member reports failed queue
+    containers or entries."""
+    now = time.time() if now is None else now
+    rows, problems = [], []
+    for member_id in sorted(members):
+        caps = members[member_id] or {}
+        fields = (caps.get('progress') or {}).get(RECONCILER_WORKER)
+        if not isinstance(fields, dict):
+            continue
+        row = _reconciler_member(member_id, caps, fields)
+        rows.append(row)
+        if row['failed']:
+            problems.append('%s: %d queue container(s) failed'
+                            % (member_id, row['failed']))
+        if row['errors']:
+            problems.append('%s: %d entries failed in pass %s'
+                            % (member_id, row['errors'], row['pass']))
+    queues = [_queue_row(entry, now)
+              for entry in _freshest_queues(members).values()]
+    queues.sort(key=lambda r: (-(r['left'] or 0), r['queue']))
+    return {
+        'group': group,
+        'state': DEGRADED if problems else HEALTHY,
+        'reconcilers': rows,
+        'queues': queues,
+        'queue_depth': sum(r['left'] or 0 for r in queues),
+        'queue_depth_more': any(r['more'] for r in queues),
+        'problems': problems,
+    }
+
+
+def _depth_cell(value, more):
+    return _dash(value) + ('+' if more and value is not None else '')
+
+
+RECONCILER_COLUMNS = (
+    ('MEMBER', lambda r: r['member']),
+    ('NODE', lambda r: r['node'] or '-'),
+    ('STATE', lambda r: r['state'] or '-'),
+    ('PASS', lambda r: _dash(r['pass'])),
+    ('DEPTH', lambda r: _depth_cell(r['queue_depth'],
+                                    r['queue_depth_more'])),
+    ('QUEUES', lambda r: _dash(r['queue_containers'])),
+    ('MOVED', lambda r: _dash(r['moved'])),
+    ('RIGHT', lambda r: _dash(r['already_right'])),
+    ('TOMBSTONES', lambda r: _dash(r['tombstones'])),
+    ('RETRIED', lambda r: _dash(r['retried'])),
+    ('INVALID', lambda r: _dash(r['invalid'])),
+    ('ERRORS', lambda r: _dash(r['errors'])),
+)
+
+QUEUE_COLUMNS = (
+    ('QUEUE', lambda r: r['queue']),
+    ('HOLDER', lambda r: r['holder'] or '-'),
+    ('ENTRIES', lambda r: _depth_cell(r['entries'], r['more'])),
+    ('LEFT', lambda r: _depth_cell(r['left'], r['more'])),
+    ('CHECKED', lambda r: _age_cell(r['checked_age'], ' ago')),
+)
+
+
+def _table(columns, rows):
+    header = [name for name, _ in columns]
+    body = [[get(row) for _, get in columns] for row in rows]
+    widths = [max(len(cell) for cell in column)
+              for column in zip(header, *body, strict=True)]
+    return [_row(line, widths) for line in [header] + body]
+
+
+def format_reconciler_table(report):
+    lines = []
+    if report['reconcilers']:
+        lines.extend(_table(RECONCILER_COLUMNS, report['reconcilers']))
+        lines.append('')
+    if report['queues']:
+        lines.extend(_table(QUEUE_COLUMNS, report['queues']))
+        lines.append('')
+    if report['reconcilers']:
+        lines.append('group %s: %s, %d reconciler(s), queue depth %s in '
+                     '%d queue container(s)' % (
+                         report['group'], report['state'],
+                         len(report['reconcilers']),
+                         _depth_cell(report['queue_depth'],
+                                     report['queue_depth_more']),
+                         len(report['queues'])))
+    else:
+        lines.append('group %s: %s, no reconciler reported' % (
             report['group'], report['state']))
     lines.extend('  problem: %s' % p for p in report['problems'])
     return '\n'.join(lines)

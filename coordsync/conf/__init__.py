@@ -13,13 +13,14 @@ from coordsync.conf import coordination
 from coordsync.conf import db_replicator
 from coordsync.conf import node
 from coordsync.conf import proxy
+from coordsync.conf import reconciler
 from coordsync.conf import replicator
 from coordsync.conf import status
 from coordsync.conf import worker
 
 AREAS = (node, cluster, coordination, worker, replicator, status,
          container, proxy)
-AREAS += (db_replicator, container_sync)
+AREAS += (db_replicator, container_sync, reconciler)
 
 
 def register_opts(conf):

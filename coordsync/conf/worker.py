@@ -14,7 +14,8 @@ WORKERS = ('object-replicator',
            'object-updater',
            'container-replicator',
            'account-replicator',
-           'container-sync',)
+           'container-sync',
+           'reconciler',)
 
 SERVER_WORKER_OPTS = [
     cfg.ListOpt('workers',

@@ -50,6 +50,7 @@ def test_backend_url_is_secret_and_every_area_listed():
                            'client', 'replicator',
                            'object-updater',
                            'container-replicator', 'account-replicator',
-                           'proxy', 'container-sync', 'storage-policy:0'}
+                           'proxy', 'container-sync', 'reconciler',
+                           'storage-policy:0'}
     backend = [o for o in listed['coordination'] if o.name == 'backend_url']
     assert backend[0].secret
