@@ -18,6 +18,34 @@ Deviations from the shared spec (issue 9), kept small on purpose:
 * ``PUT /account-rows/...`` takes an optional X-Timestamp: when the
   container's figures were taken (``reported_at``; now if absent).
 
+**Storage policies** (issue 11, Swift's container server):
+
+* A container PUT names its policy with ``X-Backend-Storage-Policy-
+  Index`` (the user chose one) or ``X-Backend-Storage-Policy-Default``
+  (the proxy's default, for a container the user named no policy for);
+  an index this node does not know is 400. A new container takes the
+  index, else the default. A live container keeps its policy: a PUT
+  naming another index is 409 (``X-Backend-Storage-Policy-Index`` says
+  which it has), one naming none or the same is 202. A deleted
+  container put again (recreated) takes the new policy, and the PUT's
+  timestamp as its status change.
+* HEAD and GET of a container answer what the reconciler needs to pick
+  the policy when replicas disagree (see
+  :func:`coordsync.reconciler.queue.winning_policy`):
+  ``X-Backend-Storage-Policy-Index``, ``X-Backend-Put-Timestamp``,
+  ``-Delete-Timestamp``, ``-Status-Changed-At`` and
+  ``X-Backend-Deleted`` (``true`` on the 404 of a deleted container
+  whose database exists, ``false`` otherwise).
+* Auto-create (Swift's ``auto_create_account_prefix``): an object row
+  for a container that has no database, in an account whose name starts
+  with ``.`` (the reconciler's ``.misplaced_objects``), creates it
+  first, with the row's policy and timestamp, and reports it to the
+  account. In other accounts such a row is 404.
+* Account HEAD and GET add, per policy the account has containers of,
+  ``X-Backend-Storage-Policy-<index>-Container-Count``, ``-Object-Count``
+  and ``-Bytes-Used``; the proxy names them
+  (``X-Account-Storage-Policy-<name>-...``).
+
 Routes (all signed; paths from :mod:`coordsync.common.direct_client`)::
 
     PUT|DELETE|HEAD|GET|POST /containers/<dev>/<part>/<a>/<c>
@@ -53,6 +81,7 @@ from oslo_log import log as logging
 from coordsync import concurrency
 from coordsync.common import direct_client
 from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.common.wsgi import HTTPError
@@ -85,6 +114,13 @@ _FALSE = ('false', '0', 'no', 'off', 'f', 'n', '')
 
 CONTAINER_SYSTEM_HEADERS = ('X-Container-Read', 'X-Container-Write',
                             'X-Container-Sync-To', 'X-Container-Sync-Key')
+# Swift's auto_create_account_prefix: object rows create the containers
+# of these accounts (the reconciler's queue) instead of being refused.
+AUTO_CREATE_ACCOUNT_PREFIX = '.'
+POLICY_INDEX_HEADER = 'X-Backend-Storage-Policy-Index'
+POLICY_DEFAULT_HEADER = 'X-Backend-Storage-Policy-Default'
+# Per-policy account figures, by index (the proxy knows the names).
+POLICY_STAT_HEADER = 'X-Backend-Storage-Policy-%d-%s'
 
 
 # -- paths ------------------------------------------------------------------
@@ -166,13 +202,19 @@ def _count(req, name, required=True):
     return int(value)
 
 
-def _policy(req):
-    value = req.header('X-Backend-Storage-Policy-Index')
+def _policy(req, name=POLICY_INDEX_HEADER, policies=None):
+    """The policy index a header names, None without it (400 if not an
+    index, or, given ``policies``, not one of theirs)."""
+    value = req.header(name)
     if value is None:
         return None
     if not _POLICY_RE.match(value.strip()):
-        raise HTTPError(400, 'bad X-Backend-Storage-Policy-Index')
-    return int(value)
+        raise HTTPError(400, 'bad %s' % name)
+    index = int(value)
+    if policies is not None and policies.get_by_index(index) is None:
+        raise HTTPError(400, '%s: no storage policy %d on this node'
+                        % (name, index))
+    return index
 
 
 def _text_header(req, name, max_length, required=True):
@@ -398,6 +440,7 @@ def _stat_headers(info, metadata, kind):
         'X-Backend-Put-Timestamp': info['put_timestamp'],
         'X-Backend-Delete-Timestamp': info['delete_timestamp'],
         'X-Backend-Status-Changed-At': info['status_changed_at'],
+        'X-Backend-Deleted': 'false',
     }
     if kind == 'container':
         headers.update({
@@ -424,6 +467,18 @@ def _deleted_error(info, kind):
     return HTTPError(404, '%s deleted' % kind, headers)
 
 
+def _policy_stat_headers(stats):
+    """The account's per-policy figures (``{index: {'container_count',
+    'object_count', 'bytes_used'}}``) as backend headers."""
+    headers = {}
+    for index, figures in sorted(stats.items()):
+        for key in ('container_count', 'object_count', 'bytes_used'):
+            name = POLICY_STAT_HEADER % (index, key.replace('_', '-')
+                                         .title())
+            headers[name] = str(figures[key])
+    return headers
+
+
 # -- containers ---------------------------------------------------------------
 
 class ContainerRoutes(_DatabaseRoutes):
@@ -431,13 +486,23 @@ class ContainerRoutes(_DatabaseRoutes):
 
     :param account_ring: the account ring (read from ``[DEFAULT]
         account_ring_file`` when omitted and the file exists).
+    :param policies: the :class:`~coordsync.common.storage_policy.
+        StoragePolicies` a container PUT may name (default: the
+        config's).
     """
 
     def __init__(self, conf, manager, logger=None, node_client=None,
-                 account_ring=None):
+                 account_ring=None, policies=None):
         super().__init__(conf, manager, logger, node_client)
         self._account_ring = account_ring
         self._ring_warned = False
+        self._policies = policies
+
+    @property
+    def policies(self):
+        if self._policies is None:
+            self._policies = storage_policy.from_conf(self.conf)
+        return self._policies
 
     def routes(self):
         return [
@@ -469,12 +534,13 @@ class ContainerRoutes(_DatabaseRoutes):
 
     def container_put(self, req, args):
         when = _timestamp(req, 'X-Timestamp')
-        policy = _policy(req)
+        requested = _policy(req, POLICY_INDEX_HEADER, self.policies)
+        default = _policy(req, POLICY_DEFAULT_HEADER, self.policies)
         metadata = _metadata(req, 'container', when,
                              CONTAINER_SYSTEM_HEADERS)
         broker = self.broker(args)
-        status, info = self.call(_put_container, broker, when, policy,
-                                 metadata)
+        status, info = self.call(_put_container, broker, when, requested,
+                                 default, metadata)
         self.update_account(broker, args, info)
         return status, {}, []
 
@@ -513,6 +579,9 @@ class ContainerRoutes(_DatabaseRoutes):
 
     def object_row(self, req, args):
         when = _timestamp(req, 'X-Timestamp')
+        # NOTE: not checked against this node's policies: a row is a
+        # fact an object server recorded; refusing it would only leave
+        # it in an async pending while this node's config catches up.
         policy = _policy(req) or 0
         if req.method == 'DELETE':
             row = {'name': args['obj'], 'created_at': when.normal,
@@ -527,7 +596,10 @@ class ContainerRoutes(_DatabaseRoutes):
                    'etag': _text_header(req, 'X-Etag', MAX_ETAG),
                    'deleted': 0, 'storage_policy_index': policy}
         broker = self.broker(args)
-        self.call(_merge_row, broker, row)
+        autocreate = args['account'].startswith(AUTO_CREATE_ACCOUNT_PREFIX)
+        info = self.call(_merge_row, broker, row, autocreate)
+        if info is not None:
+            self.update_account(broker, args, info)
         return (204 if req.method == 'DELETE' else 201), {}, []
 
     # -- container sync state ------------------------------------------------
@@ -626,21 +698,35 @@ def _sync_state_of(broker):
             'deleted': broker.is_deleted()}
 
 
-def _put_container(broker, when, policy, metadata):
+def _put_container(broker, when, requested, default, metadata):
+    """Create, recreate or put again a container (see the module
+    docstring for its policy): ``(201 or 202, info)``; 409, changing
+    nothing, for another policy than a live container's or a PUT older
+    than the container's delete."""
+    policy = requested if requested is not None else (default or 0)
     created = False
     if not broker.exists():
         try:
-            broker.initialize(when.normal, policy or 0)
+            broker.initialize(when.normal, policy)
             created = True
         except backend.DatabaseConflict:
             pass
     if not created:
         info = broker.get_info()
         recreated = broker.is_deleted()
-        if (not recreated and policy is not None
-                and policy != info['storage_policy_index']):
+        if recreated:
+            if timestamp.Timestamp(info['delete_timestamp']) > when:
+                raise HTTPError(409, 'container deleted after this PUT')
+            # NOTE: as Swift, only a deleted container changes policy;
+            # the PUT's time becomes its status change, which
+            # winning_policy ranks a recreate by.
+            broker.set_storage_policy_index(policy, when.normal)
+        elif (requested is not None
+                and requested != info['storage_policy_index']):
             raise HTTPError(409, 'container exists with storage policy %d'
-                            % info['storage_policy_index'])
+                            % info['storage_policy_index'], {
+                                POLICY_INDEX_HEADER:
+                                    str(info['storage_policy_index'])})
         broker.update_put_timestamp(when.normal)
         if broker.is_deleted():
             raise HTTPError(409, 'container deleted after this PUT')
@@ -682,8 +768,21 @@ def _list_container(broker, query):
     return info, metadata, entries
 
 
-def _merge_row(broker, row):
+def _merge_row(broker, row, autocreate=False):
+    """Merge an object row; with ``autocreate``, a container without a
+    database is created first (its info is returned then, to report it
+    to the account; None otherwise)."""
+    created = None
+    if autocreate and not broker.exists():
+        try:
+            broker.initialize(row['created_at'],
+                              row['storage_policy_index'])
+        except backend.DatabaseConflict:
+            pass
+        else:
+            created = True
     broker.merge_items([row])
+    return broker.get_info() if created else None
 
 
 # -- accounts -----------------------------------------------------------------
@@ -728,17 +827,20 @@ class AccountRoutes(_DatabaseRoutes):
         return 204, {}, []
 
     def account_head(self, req, args):
-        info, metadata = self.call(_live_info, self.broker(args), 'account')
+        info, metadata, stats = self.call(_account_info, self.broker(args))
         headers = _stat_headers(info, metadata, 'account')
+        headers.update(_policy_stat_headers(stats))
         headers['Content-Type'] = 'text/plain; charset=utf-8'
         return 204, headers, []
 
     def account_get(self, req, args):
         query = parse_listing_query(req.env.get('QUERY_STRING'))
-        info, metadata, entries = self.call(_list_account,
-                                            self.broker(args), query)
+        info, metadata, stats, entries = self.call(
+            _list_account, self.broker(args), query)
+        headers = _stat_headers(info, metadata, 'account')
+        headers.update(_policy_stat_headers(stats))
         return _listing_reply(entries, query['format'], _container_json,
-                              _stat_headers(info, metadata, 'account'))
+                              headers)
 
     def container_row(self, req, args):
         put = _timestamp(req, 'X-Put-Timestamp')
@@ -778,12 +880,17 @@ def _delete_account(broker, when):
     broker.delete_db(when.normal)
 
 
-def _list_account(broker, query):
+def _account_info(broker):
     info, metadata = _live_info(broker, 'account')
+    return info, metadata, broker.get_policy_stats()
+
+
+def _list_account(broker, query):
+    info, metadata, stats = _account_info(broker)
     entries = broker.list_containers_iter(
         query['limit'], query['marker'], query['end_marker'],
         query['prefix'], query['delimiter'], query['reverse'])
-    return info, metadata, entries
+    return info, metadata, stats, entries
 
 
 def _put_container_row(broker, row, when):

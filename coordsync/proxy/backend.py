@@ -11,6 +11,11 @@ Object writes carry, for the i-th object primary, the i-th container
 replica (``X-Container-Partition``/``-Host``/``-Device``) so that the
 object server updates the container listing; container writes carry
 the account replicas the same way (``X-Account-*``).
+
+Objects are placed by the ring of their container's storage policy and
+sent to that policy's routes (``/objects-N/...``): every object method
+takes the ``policy`` index (0 by default); the caller (the proxy) reads
+it from the container.
 """
 
 import collections
@@ -72,17 +77,48 @@ class Reply:
         self.body = body
 
 
-class Backend:
-    """Node I/O of the Swift API over the three rings."""
+class UnknownPolicy(LookupError):
+    """No object ring is loaded for a storage policy index."""
 
-    def __init__(self, node_client, object_ring, container_ring,
+
+class Backend:
+    """Node I/O of the Swift API over the rings.
+
+    :param object_rings: ``{policy index: object ring}``, or one ring
+        (policy 0's, the only policy).
+    """
+
+    def __init__(self, node_client, object_rings, container_ring,
                  account_ring):
+        if not isinstance(object_rings, dict):
+            object_rings = {0: object_rings}
         self.nodes = node_client
-        self.object_ring = object_ring
+        self.object_rings = dict(object_rings)
+        self.object_ring = self.object_rings.get(0)
         self.container_ring = container_ring
         self.account_ring = account_ring
-        self.objects = object_client.ObjectClient(None, object_ring,
-                                                  node_client)
+        self._objects = {}
+
+    def ring_of(self, policy):
+        """The object ring of a policy (UnknownPolicy if not loaded)."""
+        try:
+            return self.object_rings[policy]
+        except KeyError:
+            raise UnknownPolicy('no object ring for storage policy %s'
+                                % policy) from None
+
+    def objects(self, policy=0):
+        """The :class:`~coordsync.obj.client.ObjectClient` of a policy's
+        ring and routes."""
+        client = self._objects.get(policy)
+        if client is None:
+            ring = self.ring_of(policy)
+            # NOTE: policy 0 is built as before the object client knew
+            # policies, so it keeps working with either.
+            extra = {'policy': policy} if policy else {}
+            client = self._objects[policy] = object_client.ObjectClient(
+                None, ring, self.nodes, **extra)
+        return client
 
     # -- generic --------------------------------------------------------------
 
@@ -202,11 +238,12 @@ class Backend:
     # -- objects --------------------------------------------------------------
 
     def object_write(self, method, account, container, obj, headers,
-                     body_of=None):
+                     body_of=None, policy=0):
         """PUT (``body_of()`` makes a fresh body per attempt) or DELETE
-        an object on its primaries: the list of statuses, one per
-        primary (None: none answered)."""
-        part, nodes = self.object_ring.get_nodes(account, container, obj)
+        an object on the primaries of its policy's ring: ``(statuses,
+        replicas)``, one status per primary (None: none answered)."""
+        ring = self.ring_of(policy)
+        part, nodes = ring.get_nodes(account, container, obj)
         c_part, c_nodes = self.container_ring.get_nodes(account, container)
         per_node = update_headers(c_nodes, c_part, len(nodes), 'Container')
 
@@ -214,25 +251,25 @@ class Backend:
             sent = dict(headers)
             sent.update(per_node[index])
             path = direct_client.object_path(node['device'], part, account,
-                                             container, obj)
+                                             container, obj, policy=policy)
             body = body_of() if body_of is not None else None
             status, _, _ = self.nodes.call(node, method, path,
                                            headers=sent, body=body)
             return status
-        return self.write_all(self.object_ring, part, send), len(nodes)
+        return self.write_all(ring, part, send), len(nodes)
 
-    def object_versions(self, account, container, obj):
+    def object_versions(self, account, container, obj, policy=0):
         """``[(timestamp, node, headers or None)]``, newest first."""
-        return self.objects._versions(account, container, obj)
+        return self.objects(policy)._versions(account, container, obj)
 
-    def object_get(self, account, container, obj):
+    def object_get(self, account, container, obj, policy=0):
         """(headers, chunk iterator) of the newest version, or None."""
-        return self.objects.get(account, container, obj)
+        return self.objects(policy).get(account, container, obj)
 
-    def object_head_newest(self, account, container, obj):
+    def object_head_newest(self, account, container, obj, policy=0):
         """``(timestamp, headers)`` of the newest version (headers None
         for a tombstone; both None when nothing is stored)."""
-        return self.objects.head_newest(account, container, obj)
+        return self.objects(policy).head_newest(account, container, obj)
 
 
 def _query(params):

@@ -30,6 +30,21 @@ one gets 400. Sync points are stored as ``X-Container-Sysmeta-Sync-
 Point-<source>`` and shown to sync requests only, as
 ``X-Container-Sync-Point-<source>``; users never see or set sysmeta.
 
+**Storage policies** (Swift's). A container PUT may name its policy
+with ``X-Storage-Policy: <name>`` (any case; 400 for an unknown name, and
+for a deprecated policy when the container is new); without it a new
+(or deleted and recreated) container gets the default policy, an
+existing one keeps its own. The container servers refuse another
+policy than a live container has (409, passed on). A POST may not
+change the policy (400 naming another; the same name, or a container
+that does not exist, go through as without it). Container HEAD and GET
+show ``X-Storage-Policy``; account HEAD and GET show Swift's
+``X-Account-Storage-Policy-<name>-Container-Count``, ``-Object-Count``
+and ``-Bytes-Used``; ``/info`` lists the policies. An object request
+(container sync's included) reads its container's policy (the cached
+container info the request needs anyway) and goes to that policy's
+ring and routes; 503 if this proxy has no such policy.
+
 Answers follow Swift's: statuses (201/202 for a container PUT, 204 for
 DELETE and POST of containers and accounts, 202 for an object POST, 206
 for a range, 416 for an unsatisfiable one, 412 for bad listing
@@ -67,6 +82,7 @@ from oslo_log import log as logging
 
 from coordsync import concurrency
 from coordsync import version
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import wsgi
 from coordsync.obj import client as object_client
@@ -89,13 +105,19 @@ MAX_META_COUNT = 90
 MAX_META_OVERALL_SIZE = 4096
 LISTING_LIMIT = 10000
 MAX_LOG_PATH = 256
-POLICY_NAME = 'Policy-0'
 AUTH_PATHS = ('/auth/v1.0', '/auth/v1.0/', '/v1.0', '/v1.0/')
 API_METHODS = ('GET', 'HEAD', 'PUT', 'POST', 'DELETE')
 _LOG_SAFE = "/:@!$&'()*+,;=-._~%?"
 _CONTAINER_HEADERS = ('x-container-read', 'x-container-write',
                       'x-container-sync-to', 'x-container-sync-key')
 SYNC_POINT_HEADER = 'X-Container-Sync-Point'
+POLICY_HEADER = 'X-Storage-Policy'
+BACKEND_POLICY_INDEX = 'X-Backend-Storage-Policy-Index'
+BACKEND_POLICY_DEFAULT = 'X-Backend-Storage-Policy-Default'
+# The account servers' per-policy figures, by policy index.
+_BACKEND_POLICY_STAT = re.compile(
+    r'x-backend-storage-policy-([0-9]{1,9})-'
+    r'(container-count|object-count|bytes-used)\Z')
 SYNC_POINT_SYSMETA = 'X-Container-Sysmeta-Sync-Point-'
 SYNC_REFUSED = ('X-Container-Sync-Auth header not valid%s; contact '
                 'cluster operator for support.')
@@ -387,12 +409,17 @@ class ProxyApp:
         Realms` (default: ``[DEFAULT] container_sync_realms_file``).
     :param nonces: the :class:`~coordsync.sync.realms.NonceCache` of
         sync requests (default: one of ``container_sync_auth_window``).
+    :param policies: the :class:`~coordsync.common.storage_policy.
+        StoragePolicies` (default: the config's); the backend has an
+        object ring for each.
     """
 
     def __init__(self, conf, backend, auth, logger=None, access_log=None,
-                 clock=time.time, realms=None, nonces=None):
+                 clock=time.time, realms=None, nonces=None, policies=None):
         self.conf = conf
         self.backend = backend
+        self.policies = policies if policies is not None \
+            else storage_policy.from_conf(conf)
         self.auth = auth
         self.log = logger or LOG
         self.access_log = access_log or logging.getLogger(ACCESS_LOGGER)
@@ -412,23 +439,25 @@ class ProxyApp:
 
     @classmethod
     def from_conf(cls, conf):
-        """The app of a config: rings, node client and users loaded
-        (ConfigError, RingError on trouble)."""
+        """The app of a config: policies, rings (an object ring per
+        policy), node client and users loaded (ConfigError, PolicyError,
+        RingError on trouble)."""
         from coordsync.common import direct_client
         from coordsync.common import ring as ring_mod
 
         def load(path):
             return ring_mod.Ring(path, conf.hash_path_prefix,
                                  conf.hash_path_suffix)
+        policies = storage_policy.from_conf(conf)
         backend = backend_mod.Backend(
-            direct_client.NodeClient(conf), load(conf.ring_file),
+            direct_client.NodeClient(conf), policies.load_rings(conf),
             load(conf.container_ring_file), load(conf.account_ring_file))
         users = auth_mod.parse_users(conf.proxy.users)
         if not users:
             LOG.warning('No [proxy] users: nobody can authenticate')
         auth = auth_mod.TokenAuth(users, conf.proxy.token_ttl,
                                   conf.proxy.max_tokens)
-        return cls(conf, backend, auth)
+        return cls(conf, backend, auth, policies=policies)
 
     # -- WSGI -----------------------------------------------------------------
 
@@ -518,8 +547,7 @@ class ProxyApp:
                 'container_listing_limit': LISTING_LIMIT,
                 'account_listing_limit': LISTING_LIMIT,
                 'valid_api_versions': ['v1', 'v1.0'],
-                'policies': [{'name': POLICY_NAME, 'aliases': POLICY_NAME,
-                              'default': True}],
+                'policies': self._policy_info(),
                 'allow_account_management': False,
                 'account_autocreate': True,
                 'strict_cors_mode': True,
@@ -528,6 +556,19 @@ class ProxyApp:
         }
         data = json.dumps(body, sort_keys=True).encode('utf-8')
         return 200, {'Content-Type': FORMATS['json']}, [data]
+
+    def _policy_info(self):
+        """Swift's /info entry of each policy: ``default`` and
+        ``deprecated`` are only given when true."""
+        found = []
+        for policy in self.policies:
+            entry = {'name': policy.name, 'aliases': policy.name}
+            if policy.is_default:
+                entry['default'] = True
+            if policy.is_deprecated:
+                entry['deprecated'] = True
+            found.append(entry)
+        return found
 
     def authenticate(self, req):
         label = req.header('X-Auth-User') or req.header('X-Storage-User')
@@ -677,6 +718,7 @@ class ProxyApp:
             rows = []
         else:
             headers = self._info_headers(reply.headers, 'account')
+            headers.update(self._policy_stats(reply.headers))
             rows = self._rows(reply) if req.method == 'GET' else []
         if req.method == 'HEAD':
             headers['Content-Type'] = FORMATS['plain']
@@ -714,15 +756,12 @@ class ProxyApp:
                     headers[_title(name)] = given[name]
                 elif remove in given:
                     headers[_title(name)] = ''
-            policy = given.get('x-storage-policy')
-            if policy is not None:
-                if req.method == 'POST':
-                    raise HTTPError(400, 'Will not change policy')
-                if policy.lower() != POLICY_NAME.lower():
-                    raise HTTPError(400, 'Invalid X-Storage-Policy %r'
-                                    % policy[:64])
+            policy = self._named_policy(given)
             if req.method == 'PUT':
-                headers['X-Backend-Storage-Policy-Index'] = '0'
+                headers.update(self._put_policy(account, container,
+                                                policy))
+            elif policy is not None:
+                self._check_post_policy(account, container, policy)
             if headers.get('X-Container-Sync-To'):
                 self._check_sync_to(headers['X-Container-Sync-To'])
         headers['X-Timestamp'] = self.stamp().normal
@@ -733,8 +772,59 @@ class ProxyApp:
         if req.method == 'PUT':
             if status in (201, 202):
                 return status, {'Content-Type': FORMATS['plain']}, []
+            if status == 409 and BACKEND_POLICY_INDEX in headers:
+                raise HTTPError(409, 'Container exists with another '
+                                     'storage policy')
             return self._write_answer(status, status)
         return self._write_answer(status, 204)
+
+    def _named_policy(self, given):
+        """The policy ``X-Storage-Policy`` names (None without it or
+        empty, as Swift); 400 for an unknown name."""
+        name = given.get(POLICY_HEADER.lower())
+        if not name:
+            return None
+        policy = self.policies.get_by_name(name)
+        if policy is None:
+            raise HTTPError(400, "Invalid %s '%s'" % (POLICY_HEADER,
+                                                      name[:64]))
+        return policy
+
+    def _put_policy(self, account, container, policy):
+        """The container servers' policy headers of a container PUT:
+        the user's choice (which a live container of another policy
+        refuses), else the default, which only a new or recreated
+        container takes (as Swift's proxy)."""
+        if policy is None:
+            return {BACKEND_POLICY_DEFAULT: str(self.policies.default.index)}
+        if policy.is_deprecated:
+            # NOTE: an existing container of it may be put again; only a
+            # new one may not choose it. Asked afresh, not from the cache.
+            self._containers.pop((account, container), None)
+            if self._container_info(account, container) is None:
+                raise HTTPError(400, "Storage Policy '%s' is deprecated"
+                                % policy.name)
+        return {BACKEND_POLICY_INDEX: str(policy.index)}
+
+    def _check_post_policy(self, account, container, policy):
+        """A POST cannot change a container's policy (400); naming the
+        one it has changes nothing, and a missing container is the
+        POST's 404 (swiftclient's ``swift post`` then PUTs it)."""
+        self._containers.pop((account, container), None)
+        info = self._container_info(account, container)
+        if info is not None and policy.index != self._policy_index(info):
+            raise HTTPError(400, 'Will not change policy: the container '
+                                 'has another storage policy')
+
+    @staticmethod
+    def _policy_index(info):
+        """The policy index of container info (0 if not given)."""
+        value = info.get(BACKEND_POLICY_INDEX.lower(), '0')
+        try:
+            return int(value)
+        except ValueError:
+            raise HTTPError(503, 'backend gave a bad storage policy index '
+                                 '%r' % value[:32]) from None
 
     def container_get(self, req, account, container):
         query = None
@@ -813,8 +903,7 @@ class ProxyApp:
                             'backend: %d' % reply.status)
         return reply
 
-    @staticmethod
-    def _info_headers(backend_headers, kind):
+    def _info_headers(self, backend_headers, kind):
         headers = {}
         sysmeta = 'x-%s-sysmeta-' % kind
         for key, value in backend_headers.items():
@@ -825,7 +914,10 @@ class ProxyApp:
                 headers[_title(key)] = value
         headers.pop('X-Container-Sync-Key', None)
         if kind == 'container':
-            headers['X-Storage-Policy'] = POLICY_NAME
+            policy = self.policies.get_by_index(
+                self._policy_index(backend_headers))
+            if policy is not None:
+                headers[POLICY_HEADER] = policy.name
         put = backend_headers.get('x-put-timestamp') or \
             backend_headers.get('x-timestamp')
         if put:
@@ -835,6 +927,21 @@ class ProxyApp:
             except ValueError:
                 pass
         headers['Accept-Ranges'] = 'bytes'
+        return headers
+
+    def _policy_stats(self, backend_headers):
+        """Swift's ``X-Account-Storage-Policy-<name>-<figure>`` of the
+        account servers' per-index figures (policies this proxy does not
+        know are left out)."""
+        headers = {}
+        for key, value in backend_headers.items():
+            found = _BACKEND_POLICY_STAT.match(key)
+            if found is None:
+                continue
+            policy = self.policies.get_by_index(int(found.group(1)))
+            if policy is not None:
+                headers[_title('x-account-storage-policy-%s-%s' % (
+                    policy.name, found.group(2)))] = value
         return headers
 
     # -- listings -------------------------------------------------------------
@@ -932,19 +1039,33 @@ class ProxyApp:
                                  'float value; was %r (%s)'
                             % (given[:32], err)) from None
 
-    def _require_container(self, account, container):
-        if self._container_info(account, container) is None:
+    def _object_policy(self, account, container):
+        """The policy index an object of the container is stored under:
+        404 if the container does not exist, 503 if this proxy has no
+        such policy (or no ring for it)."""
+        info = self._container_info(account, container)
+        if info is None:
             raise HTTPError(404, 'container not found')
+        index = self._policy_index(info)
+        if self.policies.get_by_index(index) is None \
+                or index not in self.backend.object_rings:
+            self.log.warning('/%s/%s has storage policy %d, unknown to this '
+                             'proxy', account, container, index)
+            raise HTTPError(503, 'container has storage policy %d, unknown '
+                                 'to this proxy' % index)
+        return index
 
     def object_get(self, req, account, container, obj):
         newest = None
+        policy = self._object_policy(account, container)
         try:
             if req.method == 'HEAD':
                 newest, found = self.backend.object_head_newest(
-                    account, container, obj)
+                    account, container, obj, policy=policy)
                 found = None if found is None else (found, iter(()))
             else:
-                found = self.backend.object_get(account, container, obj)
+                found = self.backend.object_get(account, container, obj,
+                                                policy=policy)
         except object_client.QuorumError as err:
             self.log.warning('%s', err)
             raise HTTPError(503, 'no object replica answered') from None
@@ -1006,10 +1127,10 @@ class ProxyApp:
                 raise HTTPError(304, 'Not modified', {'ETag': etag})
 
     def object_put(self, req, account, container, obj, body=None,
-                   metadata=None, content_type=None):
+                   metadata=None, content_type=None, policy=None):
         """PUT an object; ``body`` (a Spool), ``metadata`` and
         ``content_type`` are given by a POST, which rewrites the newest
-        version."""
+        version (of the container's ``policy``, which it read)."""
         if req.header('X-Copy-From') is not None:
             raise HTTPError(501, 'server-side copy is not supported')
         given = req.headers()
@@ -1030,7 +1151,8 @@ class ProxyApp:
         if etag is not None:
             etag = etag.strip('"').lower()
         when = self._write_timestamp(req)
-        self._require_container(account, container)
+        if policy is None:
+            policy = self._object_policy(account, container)
         if body is None:
             content_type = given.get('content-type')
         if body is None and (not content_type or given.get(
@@ -1051,7 +1173,8 @@ class ProxyApp:
                        'ETag': spool.etag}
             headers.update(metadata)
             statuses, replicas = self.backend.object_write(
-                'PUT', account, container, obj, headers, spool.body)
+                'PUT', account, container, obj, headers, spool.body,
+                policy=policy)
         finally:
             if spool is not None and body is None:
                 spool.close()
@@ -1094,8 +1217,10 @@ class ProxyApp:
         """Swift's object POST: new metadata (and Content-Type), body
         kept; done here by rewriting the newest version."""
         metadata = check_metadata(req.headers(), 'object')
+        policy = self._object_policy(account, container)
         try:
-            found = self.backend.object_get(account, container, obj)
+            found = self.backend.object_get(account, container, obj,
+                                            policy=policy)
         except object_client.QuorumError:
             raise HTTPError(503, 'no object replica answered') from None
         if found is None:
@@ -1109,17 +1234,18 @@ class ProxyApp:
             content_type = req.headers().get('content-type') or stored.get(
                 'content-type')
             self.object_put(req, account, container, obj, body=spool,
-                            metadata=meta, content_type=content_type)
+                            metadata=meta, content_type=content_type,
+                            policy=policy)
         finally:
             spool.close()
         return 202, {'Content-Type': FORMATS['plain']}, []
 
     def object_delete(self, req, account, container, obj):
         when = self._write_timestamp(req)
-        self._require_container(account, container)
+        policy = self._object_policy(account, container)
         statuses, replicas = self.backend.object_write(
             'DELETE', account, container, obj,
-            {'X-Timestamp': when.normal})
+            {'X-Timestamp': when.normal}, policy=policy)
         status = backend_mod.best_status(statuses, replicas)
         if status // 100 == 2:
             return 204, {'Content-Type': FORMATS['plain'],

@@ -8,11 +8,13 @@ import urllib.parse
 import pytest
 
 from coordsync.common import direct_client as client
+from coordsync.common import storage_policy
 from coordsync.common import wsgi
 from coordsync.common.timestamp import Timestamp
 from coordsync.container import backend
 from coordsync.container import server
 from coordsync.obj import diskfile
+from coordsync.reconciler import queue
 from tests.unit.test_server import NOW
 from tests.unit.test_server import call
 from tests.unit.test_server import environ
@@ -327,6 +329,13 @@ BAD = [
                    'X-Backend-Storage-Policy-Index': 'x'}, '', 400),
     ('PUT', CONT, {'X-Timestamp': ts(),
                    'X-Backend-Storage-Policy-Index': '-1'}, '', 400),
+    # The node knows policy 0 only.
+    ('PUT', CONT, {'X-Timestamp': ts(),
+                   'X-Backend-Storage-Policy-Index': '1'}, '', 400),
+    ('PUT', CONT, {'X-Timestamp': ts(),
+                   'X-Backend-Storage-Policy-Default': '1'}, '', 400),
+    ('PUT', CONT, {'X-Timestamp': ts(),
+                   'X-Backend-Storage-Policy-Default': 'gold'}, '', 400),
     ('PUT', CONT, {'X-Timestamp': ts(),
                    'X-Container-Meta-Big': 'v' * 257}, '', 400),
     ('PUT', CONT, {'X-Timestamp': ts(),
@@ -411,3 +420,230 @@ def test_unsigned_and_badly_signed_requests_are_401(app, conf,
 
 def test_bad_requests_are_more_than_fifty():
     assert len(BAD) >= 50
+
+
+# -- storage policies ---------------------------------------------------------
+
+def two_policies():
+    return storage_policy.StoragePolicies([
+        storage_policy.StoragePolicy(0, 'gold', 'o0', is_default=True),
+        storage_policy.StoragePolicy(1, 'silver', 'o1')])
+
+
+@pytest.fixture
+def papp(conf, manager, accounts_client):
+    """The node app with two policies, gold (0, default) and silver."""
+    app = wsgi.NodeApp(conf)
+    ring = FakeRing([{'id': i, 'ip': '127.0.0.1', 'port': 1, 'device':
+                      'ad%d' % i} for i in range(3)])
+    app.add_routes(server.ContainerRoutes(
+        conf, manager, node_client=accounts_client, account_ring=ring,
+        policies=two_policies()).routes())
+    app.add_routes(server.AccountRoutes(conf, manager).routes())
+    return app
+
+
+def broker_of(conf, part=3, account='AUTH_a', container='c'):
+    return backend.ContainerBroker(backend.container_db_path(
+        os.path.join(conf.devices, 'sda'), part, account, container, 'pre',
+        'suf'))
+
+
+def state_of(reply):
+    """What :func:`queue.winning_policy` needs, from a HEAD's headers."""
+    headers = reply.headers
+    return {'storage_policy_index':
+            int(headers['X-Backend-Storage-Policy-Index']),
+            'put_timestamp': headers['X-Backend-Put-Timestamp'],
+            'delete_timestamp': headers['X-Backend-Delete-Timestamp'],
+            'status_changed_at': headers['X-Backend-Status-Changed-At'],
+            'deleted': headers['X-Backend-Deleted'] == 'true'}
+
+
+def test_a_new_container_takes_the_index_else_the_default(papp, conf):
+    assert put_container(papp, **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert call(papp, 'HEAD', CONT).headers[
+        'X-Backend-Storage-Policy-Index'] == '1'
+    other = client.container_path('sda', 3, 'AUTH_a', 'd')
+    assert put_container(papp, other, **{
+        'X-Backend-Storage-Policy-Default': '1'}).status == 201
+    assert call(papp, 'HEAD', other).headers[
+        'X-Backend-Storage-Policy-Index'] == '1'
+    third = client.container_path('sda', 3, 'AUTH_a', 'e')
+    assert put_container(papp, third).status == 201
+    assert call(papp, 'HEAD', third).headers[
+        'X-Backend-Storage-Policy-Index'] == '0'
+
+
+def test_a_live_container_keeps_its_policy(papp, conf):
+    assert put_container(papp, **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    before = broker_of(conf).get_info()
+    reply = put_container(papp, when=ts(1), **{
+        'X-Backend-Storage-Policy-Index': '0',
+        'X-Container-Meta-A': 'b'})
+    assert reply.status == 409
+    assert reply.headers['X-Backend-Storage-Policy-Index'] == '1'
+    assert reply.body.count(b'\n') == 1
+    # Nothing changed: policy, put timestamp, metadata.
+    assert broker_of(conf).get_info() == before
+    assert 'X-Container-Meta-A' not in call(papp, 'HEAD', CONT).headers
+    # The default, the same index, or none: 202, policy kept.
+    for n, extra in enumerate(({'X-Backend-Storage-Policy-Default': '0'},
+                               {'X-Backend-Storage-Policy-Index': '1'},
+                               {})):
+        assert put_container(papp, when=ts(2 + n), **extra).status == 202
+    head = call(papp, 'HEAD', CONT)
+    assert head.headers['X-Backend-Storage-Policy-Index'] == '1'
+    assert head.headers['X-Backend-Put-Timestamp'] == ts(4)
+
+
+def test_a_recreated_container_takes_the_new_policy(papp, conf):
+    assert put_container(papp, **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert call(papp, 'DELETE', CONT, {'X-Timestamp': ts(1)}).status == 204
+    gone = call(papp, 'HEAD', CONT)
+    assert gone.status == 404
+    assert state_of(gone) == {
+        'storage_policy_index': 1, 'put_timestamp': ts(),
+        'delete_timestamp': ts(1), 'status_changed_at': ts(1),
+        'deleted': True}
+    assert call(papp, 'GET', CONT).headers['X-Backend-Deleted'] == 'true'
+    assert put_container(papp, when=ts(2), **{
+        'X-Backend-Storage-Policy-Default': '0'}).status == 201
+    head = call(papp, 'HEAD', CONT)
+    assert head.status == 204
+    assert state_of(head) == {
+        'storage_policy_index': 0, 'put_timestamp': ts(2),
+        'delete_timestamp': ts(1), 'status_changed_at': ts(2),
+        'deleted': False}
+    assert call(papp, 'GET', CONT).headers['X-Backend-Deleted'] == 'false'
+    # Deleted again and recreated with a named policy.
+    assert call(papp, 'DELETE', CONT, {'X-Timestamp': ts(3)}).status == 204
+    assert put_container(papp, when=ts(4), **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert state_of(call(papp, 'HEAD', CONT))['storage_policy_index'] == 1
+
+
+def test_a_stale_put_of_a_deleted_container_changes_nothing(papp, conf):
+    assert put_container(papp).status == 201
+    assert call(papp, 'DELETE', CONT, {'X-Timestamp': ts(5)}).status == 204
+    before = broker_of(conf).get_info()
+    assert put_container(papp, when=ts(3), **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 409
+    assert broker_of(conf).get_info() == before
+
+
+def test_replica_states_decide_the_policy(papp):
+    """The reconciler reads every replica's HEAD (a 404 of a deleted one
+    included) and ranks them with winning_policy: here the replica that
+    missed the delete (gold) loses to the recreated one (silver)."""
+    stale = client.container_path('sda', 4, 'AUTH_a', 'c')
+    assert put_container(papp, stale, when=ts()).status == 201
+    assert put_container(papp, when=ts()).status == 201
+    assert call(papp, 'DELETE', CONT, {'X-Timestamp': ts(1)}).status == 204
+    gone = call(papp, 'HEAD', CONT)
+    recreated = put_container(papp, when=ts(2), **{
+        'X-Backend-Storage-Policy-Index': '1'})
+    assert recreated.status == 201
+    states = [state_of(call(papp, 'HEAD', stale)),
+              state_of(call(papp, 'HEAD', CONT))]
+    assert queue.winning_policy(states)['storage_policy_index'] == 1
+    assert queue.winning_policy(states[::-1])['storage_policy_index'] == 1
+    # Before the recreate, the replica that missed the delete wins over
+    # the deleted one (the container is live somewhere).
+    assert queue.winning_policy([state_of(gone), states[0]]) == states[0]
+
+
+@pytest.mark.parametrize('header', ['X-Backend-Storage-Policy-Index',
+                                    'X-Backend-Storage-Policy-Default'])
+def test_a_policy_unknown_to_the_node_is_400(papp, conf, header):
+    reply = put_container(papp, **{header: '2'})
+    assert reply.status == 400
+    assert reply.body.count(b'\n') == 1
+    assert disk_files(conf) == []
+
+
+def test_rows_of_a_policy_are_listed_by_a_container_of_it(papp, conf):
+    assert put_container(papp, **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert put_row(papp, 'mine', **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert put_row(papp, 'misplaced').status == 201
+    assert listing(papp) == ['mine']
+    head = call(papp, 'HEAD', CONT)
+    assert head.headers['X-Container-Object-Count'] == '1'
+
+
+# -- auto-create --------------------------------------------------------------
+
+QUEUE = client.container_path('sda', 3, queue.MISPLACED_ACCOUNT,
+                              '1700000000')
+
+
+def test_rows_autocreate_the_containers_of_dot_accounts(papp, conf,
+                                                        accounts_client):
+    name = '1:/AUTH_a/c/o'
+    assert put_row(papp, name, when=ts(7), path=QUEUE).status == 201
+    head = call(papp, 'HEAD', QUEUE)
+    assert head.status == 204
+    assert head.headers['X-Backend-Put-Timestamp'] == ts(7)
+    assert head.headers['X-Backend-Storage-Policy-Index'] == '0'
+    assert listing(papp, QUEUE) == [name]
+    # Reported to the account, so the reconciler finds the queue.
+    reports = [c for c in accounts_client.calls if c[1] == 'PUT']
+    assert len(reports) == 3
+    assert reports[0][2] == client.account_row_path(
+        'ad0', 5, queue.MISPLACED_ACCOUNT, '1700000000')
+    # Once it exists, rows are merged as anywhere (no new report).
+    assert put_row(papp, name + '2', when=ts(8), path=QUEUE).status == 201
+    assert delete_row(papp, name, ts(9), path=QUEUE).status == 204
+    assert listing(papp, QUEUE) == [name + '2']
+    assert len([c for c in accounts_client.calls if c[1] == 'PUT']) == 3
+
+
+def test_a_row_delete_autocreates_too(papp):
+    path = client.container_path('sda', 3, '.other', 'q')
+    assert delete_row(papp, 'o', ts(3), path=path).status == 204
+    head = call(papp, 'HEAD', path)
+    assert head.status == 204
+    assert head.headers['X-Container-Object-Count'] == '0'
+    assert head.headers['X-Backend-Put-Timestamp'] == ts(3)
+
+
+def test_a_row_autocreates_with_its_policy(papp):
+    assert put_row(papp, 'o', path=QUEUE, **{
+        'X-Backend-Storage-Policy-Index': '1'}).status == 201
+    assert call(papp, 'HEAD', QUEUE).headers[
+        'X-Backend-Storage-Policy-Index'] == '1'
+    assert listing(papp, QUEUE) == ['o']
+
+
+def test_rows_do_not_autocreate_other_accounts(papp, conf):
+    assert put_row(papp, 'o').status == 404
+    assert delete_row(papp, 'o', ts()).status == 404
+    assert disk_files(conf) == []
+
+
+# -- per-policy account figures -----------------------------------------------
+
+def test_account_figures_per_policy(app):
+    for name, policy, count in (('c1', '0', '3'), ('c2', '1', '2'),
+                                ('c3', '1', '4')):
+        row = client.account_row_path('sda', 5, 'AUTH_a', name)
+        assert call(app, 'PUT', row, {
+            'X-Put-Timestamp': ts(), 'X-Delete-Timestamp': '0',
+            'X-Object-Count': count, 'X-Bytes-Used': count + '0',
+            'X-Backend-Storage-Policy-Index': policy,
+            'X-Timestamp': ts()}).status == 201
+    for method in ('HEAD', 'GET'):
+        headers = call(app, method, ACCT).headers
+        assert {k: v for k, v in headers.items()
+                if k.startswith('X-Backend-Storage-Policy-')} == {
+            'X-Backend-Storage-Policy-0-Container-Count': '1',
+            'X-Backend-Storage-Policy-0-Object-Count': '3',
+            'X-Backend-Storage-Policy-0-Bytes-Used': '30',
+            'X-Backend-Storage-Policy-1-Container-Count': '2',
+            'X-Backend-Storage-Policy-1-Object-Count': '6',
+            'X-Backend-Storage-Policy-1-Bytes-Used': '60'}

@@ -51,14 +51,23 @@ class FakeResponse:
 
 
 class FakeNodes:
-    """Node servers in memory, keyed by node name."""
+    """Node servers in memory, keyed by node name.
+
+    As the real ones: objects of policy N are under ``/objects-N``; a
+    container keeps its policy (the PUT's index, else the default sent)
+    unless deleted and put again, refuses another index while live
+    (409), and lists and counts the rows of its policy only.
+    """
 
     def __init__(self):
-        self.objects = {}      # (node, a, c, o) -> (ts, headers, body|None)
-        self.containers = {}   # (node, a, c) -> dict
+        # (node, policy, a, c, o) -> (ts, headers, body|None)
+        self.objects = {}
+        # (node, a, c) -> dict; its 'objects' are keyed (name, policy).
+        self.containers = {}
         self.accounts = {}     # (node, a) -> dict
         self.down = set()
         self.requests = []
+        self.sent = []         # the headers of each request, in order
         self.hosts = {}        # 'ip:port' -> node name
 
     def register(self, ring):
@@ -74,6 +83,7 @@ class FakeNodes:
 
     def call(self, node, method, path, headers=None, body=None, query=''):
         self.requests.append((node['node'], method, path))
+        self.sent.append(dict(headers or {}))
         if node['node'] in self.down:
             raise direct_client.NodeError('%s is down' % node['node'])
         headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -83,10 +93,12 @@ class FakeNodes:
         kind, names = parts[0], parts[3:]
         name = node['node']
         params = dict(urllib.parse.parse_qsl(query))
-        if kind == 'objects':
+        if kind == 'objects' or kind.startswith('objects-'):
+            policy = int(kind[8:] or 0)
             a, c = names[0], names[1]
             o = '/'.join(names[2:])
-            return self._object(name, method, (a, c, o), headers, body)
+            return self._object(name, method, (a, c, o), headers, body,
+                                policy)
         if kind == 'containers':
             return self._container(name, method, names[0], names[1],
                                    headers, params)
@@ -95,8 +107,8 @@ class FakeNodes:
         return 404, {}, b''
 
     # objects
-    def _object(self, node, method, names, headers, body):
-        key = (node,) + names
+    def _object(self, node, method, names, headers, body, policy=0):
+        key = (node, policy) + names
         stored = self.objects.get(key)
         if method in ('GET', 'HEAD'):
             if stored is None:
@@ -120,10 +132,11 @@ class FakeNodes:
         else:
             self.objects[key] = (when, {}, None)
             status = 204 if stored and stored[2] is not None else 404
-        self._update_containers(names, method, when, headers, body)
+        self._update_containers(names, method, when, headers, body, policy)
         return status, {}, b''
 
-    def _update_containers(self, names, method, when, headers, body):
+    def _update_containers(self, names, method, when, headers, body,
+                           policy):
         hosts = headers.get('x-container-host', '')
         for host in filter(None, hosts.split(',')):
             node = self.hosts[host]
@@ -132,10 +145,10 @@ class FakeNodes:
             db = self.containers.get((node, names[0], names[1]))
             if db is None:
                 continue
-            row = db['objects'].get(names[2])
+            row = db['objects'].get((names[2], policy))
             if row and row['ts'] >= when:
                 continue
-            db['objects'][names[2]] = {
+            db['objects'][(names[2], policy)] = {
                 'ts': when, 'deleted': method == 'DELETE',
                 'bytes': len(body or b''), 'hash': headers.get('etag'),
                 'content_type': headers.get('content-type')}
@@ -146,35 +159,42 @@ class FakeNodes:
         db = self.containers.get(key)
         live = db is not None and not db['deleted']
         if method == 'PUT':
+            index = headers.get('x-backend-storage-policy-index')
             if live:
+                if index is not None and int(index) != db['policy']:
+                    return 409, {'x-backend-storage-policy-index':
+                                 str(db['policy'])}, b''
                 db['meta'].update(_meta(headers, 'container'))
                 return 202, {}, b''
+            policy = int(index if index is not None else headers.get(
+                'x-backend-storage-policy-default', 0))
             self.containers[key] = {
                 'deleted': False, 'put': headers['x-timestamp'],
-                'objects': db['objects'] if db else {},
+                'objects': db['objects'] if db else {}, 'policy': policy,
                 'meta': _meta(headers, 'container')}
             for host in filter(None, headers.get('x-account-host',
                                                  '').split(',')):
                 acct = self.accounts.setdefault(
                     (self.hosts[host], a), {'meta': {}, 'containers': {}})
-                acct['containers'][c] = True
+                acct['containers'][c] = policy
             return 201, {}, b''
         if not live:
             return 404, {}, b''
         if method == 'POST':
             db['meta'].update(_meta(headers, 'container'))
             return 204, {}, b''
-        rows = {n: r for n, r in db['objects'].items() if not r['deleted']}
         if method == 'DELETE':
-            if rows:
+            if any(not r['deleted'] for r in db['objects'].values()):
                 return 409, {}, b''
             db['deleted'] = True
             return 204, {}, b''
+        rows = {n: r for (n, p), r in db['objects'].items()
+                if not r['deleted'] and p == db['policy']}
         info = {'x-container-object-count': str(len(rows)),
                 'x-container-bytes-used': str(sum(r['bytes']
                                                   for r in rows.values())),
                 'x-timestamp': db['put'], 'x-put-timestamp': db['put'],
-                'x-backend-storage-policy-index': '0'}
+                'x-backend-storage-policy-index': str(db['policy'])}
         info.update(db['meta'])
         if method == 'HEAD':
             return 204, info, b''
@@ -205,6 +225,12 @@ class FakeNodes:
         info = {'x-account-container-count': str(len(acct['containers'])),
                 'x-account-object-count': '0',
                 'x-account-bytes-used': '0', 'x-timestamp': '1.00000'}
+        for policy in set(acct['containers'].values()):
+            prefix = 'x-backend-storage-policy-%d-' % policy
+            info[prefix + 'container-count'] = str(sum(
+                1 for p in acct['containers'].values() if p == policy))
+            info[prefix + 'object-count'] = '0'
+            info[prefix + 'bytes-used'] = '0'
         info.update(acct['meta'])
         if method == 'HEAD':
             return 204, info, b''
@@ -281,15 +307,28 @@ def make_conf(**proxy):
 
 
 class Cluster:
-    def __init__(self, tmp_path, **proxy):
+    """The app over fake nodes. ``policies``: a StoragePolicies (each
+    policy N > 0 gets its own object ring, ``object_rings[N]``);
+    default: the config's, policy 0 only."""
+
+    def __init__(self, tmp_path, policies=None, **proxy):
         self.nodes = FakeNodes()
         rings = [make_ring(tmp_path / ('%s.ring.json' % kind), nodes=4)
                  for kind in ('object', 'container', 'account')]
         for ring in rings:
             self.nodes.register(ring)
         self.object_ring, self.container_ring, self.account_ring = rings
+        self.object_rings = {0: self.object_ring}
+        for policy in policies or ():
+            if policy.index:
+                self.object_rings[policy.index] = make_ring(
+                    tmp_path / ('object-%d.ring.json' % policy.index),
+                    nodes=4)
         self.conf = make_conf(**proxy)
-        self.backend = backend_mod.Backend(self.nodes, *rings)
+        self.backend = backend_mod.Backend(
+            self.nodes, self.object_rings, self.container_ring,
+            self.account_ring)
+        self.policies = policies
         self.auth = auth_mod.TokenAuth(auth_mod.parse_users([
             'test:tester %s .admin' % KEY, 'test:reader r',
             'other:admin o .admin']))
@@ -299,7 +338,7 @@ class Cluster:
         access_log.addHandler(handler)
         access_log.setLevel(logging.INFO)
         self.app = server.ProxyApp(self.conf, self.backend, self.auth,
-                                   access_log=access_log)
+                                   access_log=access_log, policies=policies)
         self.token = self.login('test:tester', KEY)
 
     def login(self, user, key):
@@ -463,7 +502,7 @@ def test_object_put_names_container_replicas(cluster):
     c_part, c_nodes = cluster.container_ring.get_nodes(ACCOUNT, 'c')
     for node in c_nodes:
         db = cluster.nodes.containers[(node['node'], ACCOUNT, 'c')]
-        assert 'o' in db['objects']
+        assert ('o', 0) in db['objects']
 
 
 def test_update_headers_spread_like_swift():

@@ -30,8 +30,9 @@ class SyncCluster(Cluster):
     """The fake cluster with a realms file and a destination container
     ``dest`` holding the sync key."""
 
-    def __init__(self, tmp_path, allowed=('127.0.0.1',)):
-        super().__init__(tmp_path)
+    def __init__(self, tmp_path, allowed=('127.0.0.1',), policies=None,
+                 dest_headers=None):
+        super().__init__(tmp_path, policies=policies)
         path = tmp_path / 'container-sync-realms.conf'
         path.write_text('[US]\nkey = %s\nkey2 = %s\n'
                         'cluster_dfw1 = http://127.0.0.1:8080/v1/\n'
@@ -42,9 +43,11 @@ class SyncCluster(Cluster):
         self.app = server.ProxyApp(
             self.conf, self.backend, self.auth,
             access_log=logging.getLogger('test.proxy.access'),
-            realms=self.realms, nonces=realms.NonceCache(300))
-        assert self.api('PUT', '/dest', headers={
-            'X-Container-Sync-Key': SYNC_KEY})[0] == 201
+            realms=self.realms, nonces=realms.NonceCache(300),
+            policies=policies)
+        assert self.api('PUT', '/dest', headers=dict(
+            {'X-Container-Sync-Key': SYNC_KEY}, **(dest_headers or {}))
+        )[0] == 201
 
     def signed(self, method, path, x_timestamp=None, key=SYNC_KEY):
         """The auth headers the sending daemon makes for ``path``
