@@ -1,20 +1,29 @@
 """coordsync-local-cluster: a whole cluster on this machine, for trying.
 
     coordsync-local-cluster up [--nodes 3] [--devices 2] [--workdir DIR]
-                               [--set GROUP.OPTION=VALUE ...]
+                               [--policies 2] [--set GROUP.OPTION=VALUE ...]
     coordsync-local-cluster status | census | down | stop NODE | start NODE
 
 ``up`` creates the working directory once (a config per node, devices as
-plain directories, a ring, a cluster secret and hash salts), then starts
-one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i - 1>
-(each running every background worker: the object replicator, the
-object updater, the container and account replicators, with
-``--replicate-every`` seconds between passes; none with
-``--replicate-every 0``), sharing the embedded coordination backend (or
-``--backend URL``), waits until every node serves and has joined, and
-prints coordsync-status.
+plain directories, the rings, a cluster secret and hash salts), then
+starts one ``coordsync-server`` per node on 127.0.0.<i>:<base port + i -
+1> (each running every background worker: the object replicator, the
+object updater, the container and account replicators, container sync
+and the reconciler, with ``--replicate-every`` seconds between passes;
+none with ``--replicate-every 0``), sharing the embedded coordination
+backend (or ``--backend URL``), waits until every node serves and has
+joined, and prints coordsync-status.
 Running ``up`` again reuses the directory and its secrets, so data stays
 findable.
+
+``--policies N`` (default 2) declares N storage policies in every config
+(``[storage-policy:<i>]``): policy 0 ``gold`` (the default), 1
+``silver``, 2 ``bronze``, then ``Policy-<i>``. Each has its own object
+ring over the same devices, policy 0's ``object.ring.json``, policy i's
+``object-<i>.ring.json`` (rebalanced with seed i, so the same object is
+placed differently in each). ``up --policies`` on an existing cluster
+may add policies, never remove them (their objects would be lost from
+sight).
 
 ``up`` also starts one ``coordsync-proxy`` (the Swift API) on
 127.0.0.1:<base port + nodes>, config in ``<workdir>/proxy/``, with the
@@ -50,6 +59,7 @@ from oslo_log import log
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.common.ring import builder as ring_builder
 
 DEFAULT_WORKDIR = 'local-cluster'
@@ -64,7 +74,13 @@ BACKGROUND_WORKERS = {
     'container-replicator': 'container-replicator',
     'account-replicator': 'account-replicator',
     'container-sync': 'container-sync',
+    'reconciler': 'reconciler',
 }
+# Names of the storage policies a local cluster declares, by index;
+# beyond these, Policy-<index> (what an unnamed policy is called).
+POLICY_NAMES = ('gold', 'silver', 'bronze')
+DEFAULT_POLICIES = 2
+MAX_POLICIES = 8
 
 
 def ports_free(base, nodes):
@@ -111,6 +127,38 @@ def _node_names(meta):
 def _node_address(meta, name):
     index = int(name[1:])
     return '127.0.0.%d' % index, meta['base_port'] + index - 1
+
+
+def policy_count(meta):
+    """How many storage policies the cluster declares (a cluster made
+    before policies has policy 0 only)."""
+    return meta.get('policies', 1)
+
+
+def policy_name(index):
+    if index < len(POLICY_NAMES):
+        return POLICY_NAMES[index]
+    return 'Policy-%d' % index
+
+
+def policy_ring_name(index):
+    """The object ring file (in the cluster directory) of a policy."""
+    return 'object.ring.json' if index == 0 else 'object-%d.ring.json' % (
+        index)
+
+
+def _policy_sections(workdir, meta):
+    """``{'storage-policy:<i>': options}`` of every policy."""
+    sections = {}
+    for index in range(policy_count(meta)):
+        options = {'name': policy_name(index)}
+        if index == 0:
+            options['default'] = 'true'
+        else:
+            options['ring_file'] = os.path.join(workdir,
+                                                policy_ring_name(index))
+        sections['storage-policy:%d' % index] = options
+    return sections
 
 
 def node_config_path(workdir, name):
@@ -184,6 +232,7 @@ def _config_sections(workdir, meta, name):
     for group in BACKGROUND_WORKERS.values():
         sections[group] = {'run_pause': meta['replicate_every'] or 30,
                            'stats_interval': 60}
+    sections.update(_policy_sections(workdir, meta))
     for key, value in meta.get('settings', {}).items():
         group, _, option = key.partition('.')
         sections.setdefault(group, {})[option] = value
@@ -202,15 +251,25 @@ def _write_config(workdir, meta, name):
     os.chmod(path, 0o600)
 
 
-def _build_ring(workdir, meta, file_name='object.ring.json'):
+def _build_ring(workdir, meta, file_name='object.ring.json', seed=0):
     ring = ring_builder.RingBuilder(meta['part_power'], meta['replicas'])
     for zone, name in enumerate(_node_names(meta), start=1):
         ip, port = _node_address(meta, name)
         for d in range(1, meta['devices'] + 1):
             ring.add_device(name, ip, port, 'd%d' % d, 1.0, zone=zone)
-    result = ring.rebalance()
+    result = ring.rebalance(seed=seed)
     ring.save(os.path.join(workdir, file_name))
     return result
+
+
+def _build_policy_rings(workdir, meta):
+    """The object ring of every policy but 0 that has none yet: the same
+    devices, rebalanced with the policy's index as seed (a policy's
+    placement differs from the others')."""
+    for index in range(1, policy_count(meta)):
+        file_name = policy_ring_name(index)
+        if not os.path.exists(os.path.join(workdir, file_name)):
+            _build_ring(workdir, meta, file_name, seed=index)
 
 
 def _build_db_rings(workdir, meta):
@@ -230,6 +289,7 @@ def create(workdir, args, settings=None):
     os.makedirs(workdir, exist_ok=True)
     meta = {
         'nodes': args.nodes, 'devices': args.devices,
+        'policies': args.policies or DEFAULT_POLICIES,
         'replicas': args.replicas, 'part_power': args.part_power,
         'base_port': args.base_port,
         'session_timeout': args.session_timeout,
@@ -248,13 +308,44 @@ def create(workdir, args, settings=None):
         os.makedirs(os.path.join(workdir, name, 'state'), exist_ok=True)
         _write_config(workdir, meta, name)
     result = _build_ring(workdir, meta)
+    _build_policy_rings(workdir, meta)
     _build_db_rings(workdir, meta)
     _save(workdir, meta)
     print('created %s: %d nodes x %d devices, %d partitions, %d replicas '
-          '(balance %.2f%%)' % (workdir, meta['nodes'], meta['devices'],
-                                2 ** meta['part_power'], meta['replicas'],
-                                result.balance))
+          '(balance %.2f%%); storage policies %s' % (
+              workdir, meta['nodes'], meta['devices'],
+              2 ** meta['part_power'], meta['replicas'], result.balance,
+              _describe_policies(meta)))
     return meta
+
+
+def _describe_policies(meta):
+    return ', '.join('%d %s%s' % (i, policy_name(i),
+                                  ' (default)' if i == 0 else '')
+                     for i in range(policy_count(meta)))
+
+
+def add_policies(workdir, meta, count):
+    """Grow an existing cluster to ``count`` policies (their rings, every
+    node's config); ConfigError if that would remove some."""
+    if count is None or count == policy_count(meta):
+        return
+    if count < policy_count(meta):
+        raise exceptions.ConfigError(
+            '--policies %d: this cluster has %d storage policies; a policy '
+            'cannot be removed (its objects would be lost from sight)'
+            % (count, policy_count(meta)))
+    meta['policies'] = count
+    _build_policy_rings(workdir, meta)
+    _save(workdir, meta)
+    for name in _node_names(meta):
+        _write_config(workdir, meta, name)
+    print('storage policies now %s' % _describe_policies(meta))
+    running = [n for n in _node_names(meta) if running_pid(workdir, n)]
+    if running or proxy_pid(workdir):
+        print('%s already running: restart to use the new policies'
+              % ', '.join(running + (['proxy'] if proxy_pid(workdir)
+                                     else [])))
 
 
 def _save(workdir, meta):
@@ -408,6 +499,7 @@ def _write_proxy_config(workdir, meta):
     sections = {'DEFAULT': default, 'proxy': proxy}
     if 'client' in node_sections:
         sections['client'] = node_sections['client']
+    sections.update(_policy_sections(workdir, meta))
     os.makedirs(os.path.join(workdir, PROXY_DIR), exist_ok=True)
     lines = []
     for section, options in sections.items():
@@ -513,6 +605,7 @@ def cmd_up(workdir, args):
     if os.path.exists(os.path.join(workdir, META)):
         meta = load(workdir)
         _build_db_rings(workdir, meta)
+        add_policies(workdir, meta, args.policies)
         apply_settings(workdir, meta, settings)
     else:
         meta = create(workdir, args, settings)
@@ -545,6 +638,7 @@ def cmd_status(workdir, args):
     print('proxy  %s:%d  %s  %s' % (*proxy_address(meta),
                                    'pid %d' % pid if pid else 'stopped',
                                    proxy_auth_url(meta)))
+    print('storage policies: %s' % _describe_policies(meta))
     print()
     return show_status(workdir, meta, wait=0)
 
@@ -576,45 +670,72 @@ def cmd_stop(workdir, args):
 def census(workdir, meta):
     """How level the replicas are, read straight from the disks.
 
-    Returns ``{'objects', 'level', 'lacking', 'handoff_copies'}``:
-    objects found anywhere; those whose newest file is on every primary;
-    those missing it on some primary; copies on non-primary devices.
+    Returns ``{'objects', 'level', 'lacking', 'handoff_copies',
+    'policies'}``: objects found anywhere; those whose newest file is on
+    every primary; those missing it on some primary; copies on
+    non-primary devices; and ``policies``, the same four figures per
+    policy index. An object is counted once per policy it has files in
+    (each ``objects[-N]`` directory, placed by that policy's ring).
     """
-    ring = ring_mod.Ring(os.path.join(workdir, 'object.ring.json'),
-                         meta['hash_path_prefix'], meta['hash_path_suffix'])
-    newest = {}   # obj hash -> {(node, device): newest file name}
+    newest = {}   # (policy, obj hash) -> {(node, device): newest file}
     parts = {}
     for name in _node_names(meta):
         devices_dir = os.path.join(workdir, name, 'devices')
-        pattern = os.path.join(devices_dir, '*', 'objects', '*', '*', '*')
+        pattern = os.path.join(devices_dir, '*', 'objects*', '*', '*', '*')
         for hash_dir in glob.glob(pattern):
+            device, datadir = hash_dir[len(devices_dir) + 1:].split(
+                os.sep)[:2]
+            policy = storage_policy.index_of_datadir(datadir)
+            if policy is None or not os.path.isdir(hash_dir):
+                continue
             files = sorted(f for f in os.listdir(hash_dir)
                            if f.endswith(('.data', '.ts')))
             if not files:
                 continue
-            device = hash_dir[len(devices_dir) + 1:].split(os.sep)[0]
-            obj_hash = os.path.basename(hash_dir)
-            parts[obj_hash] = int(hash_dir.split(os.sep)[-3])
-            newest.setdefault(obj_hash, {})[(name, device)] = files[-1]
-    result = {'objects': len(newest), 'level': 0, 'lacking': 0,
-              'handoff_copies': 0}
-    for obj_hash, copies in newest.items():
-        primaries = {(d['node'], d['device'])
-                     for d in ring.get_part_nodes(parts[obj_hash])}
+            key = (policy, os.path.basename(hash_dir))
+            parts[key] = int(hash_dir.split(os.sep)[-3])
+            newest.setdefault(key, {})[(name, device)] = files[-1]
+    rings = {}
+    policies = {}
+    for (policy, obj_hash), copies in sorted(newest.items()):
+        if policy not in rings:
+            path = os.path.join(workdir, policy_ring_name(policy))
+            if not os.path.exists(path):
+                raise exceptions.ConfigError(
+                    'objects of storage policy %d on the disks, but no '
+                    'ring %s' % (policy, path))
+            rings[policy] = ring_mod.Ring(path, meta['hash_path_prefix'],
+                                          meta['hash_path_suffix'])
+        figures = policies.setdefault(policy, {
+            'objects': 0, 'level': 0, 'lacking': 0, 'handoff_copies': 0})
+        primaries = {(d['node'], d['device']) for d in
+                     rings[policy].get_part_nodes(parts[policy, obj_hash])}
         best = max(copies.values())
         on_primaries = sum(1 for p in primaries if copies.get(p) == best)
-        result['level' if on_primaries == len(primaries)
-               else 'lacking'] += 1
-        result['handoff_copies'] += sum(1 for k in copies
-                                        if k not in primaries)
+        figures['objects'] += 1
+        figures['level' if on_primaries == len(primaries)
+                else 'lacking'] += 1
+        figures['handoff_copies'] += sum(1 for k in copies
+                                         if k not in primaries)
+    result = {key: sum(f[key] for f in policies.values())
+              for key in ('objects', 'level', 'lacking', 'handoff_copies')}
+    result['policies'] = policies
     return result
 
 
+CENSUS_LINE = ('%(objects)d objects: %(level)d on every primary, '
+               '%(lacking)d missing on some primary, %(handoff_copies)d '
+               'handoff copies')
+
+
 def cmd_census(workdir, args):
-    result = census(workdir, load(workdir))
-    print('%(objects)d objects: %(level)d on every primary, %(lacking)d '
-          'missing on some primary, %(handoff_copies)d handoff copies'
-          % result)
+    meta = load(workdir)
+    result = census(workdir, meta)
+    print(CENSUS_LINE % result)
+    if policy_count(meta) > 1 or set(result['policies']) - {0}:
+        for index, figures in sorted(result['policies'].items()):
+            print('  policy %d %s: %s' % (index, policy_name(index),
+                                          CENSUS_LINE % figures))
     return 0 if not (result['lacking'] or result['handoff_copies']) else 1
 
 
@@ -634,15 +755,22 @@ def parse_args(argv):
                     metavar='N')
     up.add_argument('--part-power', type=int, default=8,
                     choices=range(1, 19), metavar='P')
+    up.add_argument('--policies', type=int, default=None,
+                    choices=range(1, MAX_POLICIES + 1), metavar='N',
+                    help='storage policies, each with its own object ring: '
+                    '0 %s (the default policy), 1 %s, 2 %s, then '
+                    'Policy-<i> (default for a new cluster: %d; an '
+                    'existing one keeps its own unless this adds some)'
+                    % (POLICY_NAMES + (DEFAULT_POLICIES,)))
     up.add_argument('--base-port', type=int, default=6200)
     up.add_argument('--session-timeout', type=int, default=10)
     up.add_argument('--replicate-every', type=float, default=5.0,
                     metavar='SECONDS',
                     help='run every background worker (object '
                     'replicator, object updater, container and account '
-                    'replicators) inside each node server with this '
-                    'pause between passes; 0: none '
-                    '(default: %(default)s)')
+                    'replicators, container sync, reconciler) inside '
+                    'each node server with this pause between passes; '
+                    '0: none (default: %(default)s)')
     up.add_argument('--backend', help='coordination backend URL '
                     '(default: embedded, in the cluster directory)')
     up.add_argument('--set', action='append', default=[],
@@ -652,9 +780,9 @@ def parse_args(argv):
                     'replicator.concurrency=2')
     sub.add_parser('down', help='stop every node')
     sub.add_parser('status', help='show nodes and coordsync-status')
-    sub.add_parser('census', help='count replicas on disk: exit 1 unless '
-                   'every object is on every primary and no handoff copy '
-                   'is left')
+    sub.add_parser('census', help='count replicas on disk (in total and per '
+                   'storage policy): exit 1 unless every object is on '
+                   'every primary and no handoff copy is left')
     start = sub.add_parser('start', help='start one node (or "proxy")')
     start.add_argument('node')
     stop = sub.add_parser('stop', help='stop one node (or "proxy")')
