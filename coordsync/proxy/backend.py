@@ -112,12 +112,8 @@ class Backend:
         ring and routes."""
         client = self._objects.get(policy)
         if client is None:
-            ring = self.ring_of(policy)
-            # NOTE: policy 0 is built as before the object client knew
-            # policies, so it keeps working with either.
-            extra = {'policy': policy} if policy else {}
             client = self._objects[policy] = object_client.ObjectClient(
-                None, ring, self.nodes, **extra)
+                None, self.ring_of(policy), self.nodes, policy=policy)
         return client
 
     # -- generic --------------------------------------------------------------
