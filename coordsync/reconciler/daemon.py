@@ -40,10 +40,15 @@ union of every replica's listing, newest row per name, the first
 4. **Delete** (a delete whose object is gone from the wrong policy): a
    tombstone in the right policy at ``entry.later(2)``, which loses to
    anything newer.
-5. **Tombstones**: a DELETE of the object in the wrong policy at
-   ``entry.later(2)``, naming the container's replicas so the misplaced
-   row goes too; a newer misplaced write there refuses it, which is
-   fine (it has its own entry). Counted in ``tombstones``.
+5. **Tombstones** (a write's entry): a DELETE of the object in the
+   wrong policy at ``entry.later(2)``, naming the container's replicas
+   so the misplaced row goes too; a newer misplaced write there refuses
+   it, which is fine (it has its own entry). Counted in
+   ``tombstones``. That tombstone's row is queued in turn as a delete,
+   which finds the right policy's copy at least as new and is popped;
+   a delete's entry throws no tombstone of its own (the wrong policy
+   has one), or each would queue the next, until one was newer than
+   the copy and deleted it.
 6. **Pop**: the entry's row deleted at ``entry.later(1)`` on every
    replica of the queue container (fenced with the lock's token); done
    when a majority took it. A row queued again since, with a newer
@@ -534,6 +539,7 @@ class QueueJob:
         when = entry.when.later(2)
         self.grant.check()
         self._delete_unless_newer(dest, entry, when)
+        self.stats.tombstones += 1
         self.log.info('Reconciler %s: %s deleted in policy %d at %s',
                       self.label, entry.path[:200], right, when.normal)
 
@@ -554,7 +560,16 @@ class QueueJob:
 
     def tombstones(self, entry, source):
         """DELETE the object in the entry's (wrong) policy at
-        ``entry.later(2)``."""
+        ``entry.later(2)`` -- for a write's entry only.
+
+        A delete's entry stands for a tombstone the wrong policy holds
+        already. A second one, later, would be queued in turn as a
+        delete newer than the copy made into the right policy, and
+        that entry would delete the copy: each cleanup tombstone is
+        queued once, found already right, and ends there.
+        """
+        if entry.op == 'DELETE':
+            return
         self.grant.check()
         self._delete_unless_newer(source, entry, entry.when.later(2))
         self.stats.tombstones += 1
