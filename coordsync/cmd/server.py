@@ -14,6 +14,7 @@ from coordsync import exceptions
 from coordsync import service
 from coordsync.common import daemon
 from coordsync.common import fencing
+from coordsync.common import storage_policy
 from coordsync.common import wsgi
 from coordsync.obj import server
 
@@ -22,6 +23,9 @@ def main(argv=None):
     concurrency.monkey_patch()
     conf = service.prepare_service(argv, prog='coordsync-server')
     try:
+        # NOTE: a node with a policy it has no ring for would serve
+        # objects no replicator can place.
+        storage_policy.from_conf(conf).check_rings()
         app = server.NodeServer(conf)
         app.open()
     except (exceptions.ConfigError, fencing.TokenStoreError) as err:
