@@ -20,7 +20,21 @@
 # shows coordsync-status with every worker's progress, and stops both
 # clusters.
 #
-#   tools/demo.sh [--keep]      --keep: leave the clusters running
+# With --split-brain, before stopping, a split-brain for real: the
+# cluster has two storage policies (gold, the default, and silver); a
+# container's first replica's node is stopped, the container is deleted
+# and created again as silver, files are uploaded; the node comes back
+# with its replica still saying gold, and a proxy that asks it first
+# (restarted, so that it has not cached the container) puts the next
+# files into gold. The container replicators in the nodes settle the
+# replicas on silver and queue the misplaced objects; the reconcilers
+# move them (4 entries per pass, so the queue is seen draining in
+# coordsync-status --reconciler); every file is downloaded again and
+# the census shows every object in silver.
+#
+#   tools/demo.sh [--keep] [--split-brain]
+#       --keep: leave the clusters running
+#       --split-brain: also show a split-brain repaired (about a minute)
 #
 # Environment: COORDSYNC_DEMO_DIR, the cluster directory (default
 # ./local-cluster; the second cluster goes to <it>-backup; clusters an
@@ -32,11 +46,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 KEEP=0
-case "${1:-}" in
-    "") ;;
-    --keep) KEEP=1 ;;
-    *) echo "usage: $0 [--keep]" >&2; exit 2 ;;
-esac
+SPLIT_BRAIN=0
+for arg in "$@"; do
+    case "$arg" in
+        --keep) KEEP=1 ;;
+        --split-brain) SPLIT_BRAIN=1 ;;
+        *) echo "usage: $0 [--keep] [--split-brain]" >&2; exit 2 ;;
+    esac
+done
 WORKDIR=$(realpath -m "${COORDSYNC_DEMO_DIR:-$REPO/local-cluster}")
 BACKUP="$WORKDIR-backup"
 REALMS="$WORKDIR/container-sync-realms.conf"
@@ -82,7 +99,7 @@ import sys
 import time
 
 WORKERS = ('object-replicator', 'object-updater', 'container-replicator',
-           'account-replicator', 'container-sync')
+           'account-replicator', 'container-sync', 'reconciler')
 # What a worker did, from the figures in its recon file.
 DB_FIGURES = [('dbs_pushed', 'DBs pushed whole'),
               ('dbs_fetched', 'DBs fetched whole'),
@@ -101,6 +118,9 @@ FIGURES = {
     'container-sync': [('puts', 'objects sent to the other cluster'),
                        ('deletes', 'deletes sent'),
                        ('present', 'already there')],
+    'reconciler': [('moved', 'misplaced objects moved'),
+                   ('already_right', 'entries already right'),
+                   ('tombstones', 'tombstones thrown')],
 }
 
 
@@ -359,17 +379,165 @@ def wait(workdir, account, container, names_file, start, timeout):
         time.sleep(1)
 
 
+def first_replica(workdir, account, container):
+    """The node of a container's first replica: the one a proxy asks
+    first."""
+    part, replicas = Cluster(workdir, account, container).ring.get_nodes(
+        account, container)
+    print(replicas[0]['node'])
+
+
+def object_policies(cluster, names):
+    """``{name: [policy indexes with a live copy]}``, from the disks: an
+    object is live in a policy where its newest file is a .data."""
+    import glob
+    from coordsync.common import hashing
+    meta = cluster.meta
+    found = {}
+    for name in names:
+        obj_hash = hashing.hash_path(cluster.account, cluster.container,
+                                     name, prefix=meta['hash_path_prefix'],
+                                     suffix=meta['hash_path_suffix'])
+        live = set()
+        for hash_dir in glob.glob(os.path.join(
+                cluster.workdir, 'n*', 'devices', '*', 'objects*', '*',
+                obj_hash[-3:], obj_hash)):
+            datadir = hash_dir.split(os.sep)[-4]
+            files = sorted(f for f in os.listdir(hash_dir)
+                           if f.endswith(('.data', '.ts')))
+            if files and files[-1].endswith('.data'):
+                live.add(0 if datadir == 'objects' else
+                         int(datadir.rpartition('-')[2]))
+        found[name] = sorted(live)
+    return found
+
+
+def queue_rows(workdir):
+    """Entries in the reconciler's queue, from its databases on disk
+    (the fullest replica of each queue container)."""
+    import glob
+    from coordsync.container import backend
+    counts = {}
+    for path in glob.glob(os.path.join(workdir, 'n*', 'devices', '*',
+                                       'containers', '*', '*', '*',
+                                       '*.db')):
+        broker = backend.ContainerBroker(path)
+        try:
+            info = broker.get_info()
+        except backend.DatabaseError:
+            continue
+        finally:
+            broker.close()
+        if info['account'] == '.misplaced_objects':
+            counts[info['container']] = max(
+                counts.get(info['container'], 0), info['object_count'])
+    return sum(counts.values())
+
+
+def misplaced(workdir, account, container, names_file, policy):
+    """Say how many of the uploaded objects have a live copy in
+    ``policy`` (an index); exit 0 if some do."""
+    expected = read_names(names_file)
+    where = object_policies(Cluster(workdir, account, container), expected)
+    count = sum(1 for p in where.values() if int(policy) in p)
+    print('%d of %d objects have their live copies in storage policy %s: '
+          '%s' % (count, len(expected), policy, ', '.join(
+              name for name in expected if int(policy) in where[name])
+              or 'none'))
+    return 0 if count else 1
+
+
+def reconciler_depth(config):
+    """``(depth, more)``: the queue depth the reconcilers reported
+    (coordsync-status --reconciler) and whether more entries lie beyond
+    what a pass lists; ``(None, None)`` if unknown."""
+    import subprocess
+    out = subprocess.run(
+        ['coordsync-status', '--config-file', config, '--reconciler',
+         '--format', 'json'], capture_output=True, text=True).stdout
+    try:
+        report = json.loads(out)
+        return report['queue_depth'], report['queue_depth_more']
+    except (ValueError, KeyError):
+        return None, None
+
+
+def repaired(workdir, account, container, names_file, policy, timeout):
+    """Wait until every replica of the container has storage policy
+    ``policy`` (an index) and lists exactly the uploaded names, every
+    object lives in that policy only, and the queue is empty on the
+    disks and in what the reconcilers report (exit 0), or ``timeout``
+    seconds (exit 1); a line whenever that picture changes, and
+    coordsync-status --reconciler whenever the queue does."""
+    import subprocess
+    expected = read_names(names_file)
+    cluster = Cluster(workdir, account, container)
+    config = os.path.join(workdir, 'n1', 'coordsync.conf')
+    policy = int(policy)
+    started = time.monotonic()
+    last = last_queue = None
+    while True:
+        part, replicas = cluster.ring.get_nodes(account, container)
+        policies = []
+        for node in replicas:
+            try:
+                _status, headers, _ = cluster.client.call(
+                    node, 'HEAD', cluster.direct_client.container_path(
+                        node['device'], part, account, container))
+                policies.append((node['node'], headers.get(
+                    'x-backend-storage-policy-index', '?')))
+            except cluster.direct_client.NodeError:
+                policies.append((node['node'], 'down'))
+        listings = cluster.listings()
+        where = object_policies(cluster, expected)
+        right = sum(1 for p in where.values() if p == [policy])
+        wrong = sum(1 for p in where.values() if set(p) - {policy})
+        queued = queue_rows(workdir)
+        depth, more = reconciler_depth(config)
+        picture = ('replicas\' policy %s; listings %s; objects only in '
+                   'policy %d %d/%d, with a live copy elsewhere %d; queue '
+                   '%d entries' % (
+                       ', '.join('%s %s' % item for item in policies),
+                       ', '.join('%s %s' % (node, describe(listing,
+                                                           expected))
+                                 for node, listing in listings),
+                       policy, right, len(expected), wrong, queued))
+        elapsed = time.monotonic() - started
+        if picture != last:
+            print('  %3.0f s  %s' % (elapsed, picture), flush=True)
+            last = picture
+        if (queued, depth, more) != last_queue:
+            print('  %3.0f s  queue: %d entries on the disks; depth the '
+                  'reconcilers report: %s%s' % (
+                      elapsed, queued, depth, '+' if more else ''),
+                  flush=True)
+            subprocess.run(['coordsync-status', '--config-file', config,
+                            '--reconciler'])
+            last_queue = (queued, depth, more)
+        if (all(p == str(policy) for _n, p in policies)
+                and all(listing == expected for _n, listing in listings)
+                and right == len(expected) and not queued
+                and depth == 0 and not more):
+            print('repaired after %.0f s' % elapsed)
+            return 0
+        if elapsed > timeout:
+            print('not repaired after %d s' % timeout, file=sys.stderr)
+            return 1
+        time.sleep(1)
+
+
 def main(command, *args):
     if command == 'pendings':
         print('  ' + ', '.join('%s: %d' % item
                                for item in pendings(*args).items()))
         return 0
-    if command in ('wait', 'sync-lag'):
-        return {'wait': wait, 'sync-lag': sync_lag}[command](
-            *args[:-1], float(args[-1]))
+    if command in ('wait', 'sync-lag', 'repaired'):
+        return {'wait': wait, 'sync-lag': sync_lag,
+                'repaired': repaired}[command](*args[:-1], float(args[-1]))
     return {'record': record, 'summary': summary, 'port': port,
             'auth-url': auth_url, 'replicas': replicas,
-            'realms': realms}[command](*args)
+            'realms': realms, 'first-replica': first_replica,
+            'misplaced': misplaced}[command](*args)
 
 
 if __name__ == '__main__':
@@ -419,10 +587,15 @@ step "starting a 3-node cluster and its Swift API in $WORKDIR"
 PORT=${COORDSYNC_DEMO_PORT:-$(helper port)}
 started=1
 # NOTE: rows_per_pass=5: the demo's container syncs in a few passes,
-# so the lag is seen falling.
+# so the lag is seen falling; the reconciler's entries_per_pass=4 (with
+# --split-brain) likewise shows its queue draining.
+UP_EXTRA=()
+if [ "$SPLIT_BRAIN" = 1 ]; then
+    UP_EXTRA=(--set reconciler.entries_per_pass=4)
+fi
 coordsync-local-cluster --workdir "$WORKDIR" up --base-port "$PORT" \
     --set "DEFAULT.container_sync_realms_file=$REALMS" \
-    --set container-sync.rows_per_pass=5
+    --set container-sync.rows_per_pass=5 ${UP_EXTRA[@]+"${UP_EXTRA[@]}"}
 ST_AUTH=$(helper auth-url "$WORKDIR")
 export ST_AUTH ST_USER=test:tester ST_KEY=testing
 unset ST_AUTH_VERSION OS_AUTH_VERSION OS_AUTH_URL OS_AUTH_TOKEN \
@@ -534,3 +707,79 @@ until coordsync-status --config-file "$WORKDIR/n1/coordsync.conf" \
     sleep 1
 done
 coordsync-local-cluster --workdir "$WORKDIR" status
+
+[ "$SPLIT_BRAIN" = 1 ] || exit 0
+
+# NOTE: the node's container replicator, and those of the others, settle
+# the stale replica on silver within a pass or two of its return; files
+# uploaded before that go to gold. Uploaded at once they usually are:
+# if not (nothing misplaced), the split-brain is made again with
+# another container.
+for attempt in 1 2 3; do
+    SPLIT=albums
+    [ "$attempt" = 1 ] || SPLIT="albums-$attempt"
+    step "split-brain: $SPLIT (gold) made again as silver, one replica down"
+    STALE=$(helper first-replica "$WORKDIR" "$ACCOUNT" "$SPLIT")
+    rm -rf "$scratch/split"
+    mkdir -p "$scratch/split/$SPLIT"
+    cd "$scratch/split"
+    sw post "$SPLIT"
+    sw stat "$SPLIT" | grep -E '^ *(Container|X-Storage-Policy):' || true
+    coordsync-local-cluster --workdir "$WORKDIR" stop "$STALE" --kill
+    sw delete "$SPLIT"
+    sw post -H "X-Storage-Policy: silver" "$SPLIT"
+    for i in $(seq -w 1 5); do
+        echo "uploaded while $STALE was down, at $(date +%s.%N)" \
+            > "$SPLIT/before-$i.txt"
+    done
+    sw upload "$SPLIT" "$SPLIT"/before-*.txt
+    sw stat "$SPLIT" | grep -E '^ *(Container|X-Storage-Policy):' || true
+    # NOTE: restarted, the proxy has no cached view of the container: it
+    # asks the container's first replica, the stale one, which answers
+    # gold once back.
+    coordsync-local-cluster --workdir "$WORKDIR" stop proxy
+    coordsync-local-cluster --workdir "$WORKDIR" start proxy
+
+    # NOTE: $STALE's replica of $SPLIT still says gold, and is the one
+    # the proxy asks first.
+    step "$STALE back with its stale replica: more files uploaded"
+    for i in $(seq -w 1 8); do
+        echo "uploaded after $STALE came back, at $(date +%s.%N)" \
+            > "$SPLIT/after-$i.txt"
+    done
+    coordsync-local-cluster --workdir "$WORKDIR" start "$STALE"
+    sw upload "$SPLIT" "$SPLIT"/after-*.txt
+    find "$SPLIT" -type f | LC_ALL=C sort > "$scratch/split-names"
+    if helper misplaced "$WORKDIR" "$ACCOUNT" "$SPLIT" \
+            "$scratch/split-names" 0; then
+        break
+    fi
+    if [ "$attempt" = 3 ]; then
+        echo "the replicators settled the container first three times" >&2
+        exit 1
+    fi
+    echo "the replicators settled $SPLIT on silver before the uploads" \
+         "reached it: nothing misplaced; once more with another container"
+done
+echo "objects per storage policy on the disks:"
+coordsync-local-cluster --workdir "$WORKDIR" census || true
+
+# NOTE: the container replicators settle $SPLIT on silver and queue the
+# misplaced objects; the reconcilers move them.
+step "the workers in the nodes repair the split-brain (up to $WAIT s)"
+if ! helper repaired "$WORKDIR" "$ACCOUNT" "$SPLIT" "$scratch/split-names" \
+        1 "$WAIT"; then
+    coordsync-local-cluster --workdir "$WORKDIR" census || true
+    exit 1
+fi
+coordsync-local-cluster --workdir "$WORKDIR" census || true
+
+step "swift: $SPLIT lists and serves every file, from silver"
+sw stat "$SPLIT" | grep -E '^ *(Container|Objects|X-Storage-Policy):' || true
+sw list "$SPLIT"
+mkdir -p "$scratch/split-down"
+sw -q download --output-dir "$scratch/split-down" "$SPLIT"
+diff -r "$SPLIT" "$scratch/split-down/$SPLIT"
+echo "all $(wc -l < "$scratch/split-names") objects downloaded" \
+     "identical to the uploaded files"
+coordsync-status --config-file "$WORKDIR/n1/coordsync.conf" --reconciler

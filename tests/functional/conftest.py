@@ -42,6 +42,21 @@ def zk_local_cluster(zk_server, tmp_path_factory):
         yield cluster
 
 
+@pytest.fixture(scope='module')
+def zk_policy_cluster(zk_server, tmp_path_factory):
+    """A :class:`harness.LocalCluster` like ``zk_local_cluster`` with two
+    storage policies (0 ``gold``, the default, and 1 ``silver``), one per
+    test module. Its proxy reads a container's policy afresh for every
+    object request (``recheck_container_existence = 0``), so a test sees
+    at once which replica answered first."""
+    workdir = tmp_path_factory.mktemp('policy-cluster') / 'cluster'
+    with harness.local_cluster(
+            workdir, part_power=4, backend=zk_server.url,
+            session_timeout=harness.SESSION_TIMEOUT, policies=2,
+            settings={'proxy.recheck_container_existence': 0}) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def own_zk(tmp_path):
     """A ZooKeeper of this test's own, free to be stopped and restarted."""
@@ -59,6 +74,23 @@ def replicators(tmp_path):
 
     def make(cluster, **options):
         made.append(harness.Replicators(cluster, tmp_path, **options))
+        return made[-1]
+    yield make
+    for group in made:
+        group.stop()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    """``make(kind, cluster, **options)``: a :class:`harness.Workers` of
+    ``kind`` (e.g. :class:`harness.Reconcilers`) on a local cluster;
+    every process is stopped afterwards."""
+    made = []
+
+    def make(kind, cluster, **options):
+        made.append(kind(cluster, tmp_path / ('%s-%d' % (kind.worker,
+                                                         len(made))),
+                         **options))
         return made[-1]
     yield make
     for group in made:

@@ -6,11 +6,15 @@
   node configs, servers on 127.0.0.x) on a given backend: objects through
   the quorum client, their files on each node's disks, nodes stopped and
   started (:func:`local_cluster` brings one up and down).
-* :class:`Replicators` -- ``coordsync-replicator`` processes on a local
+* :class:`Workers` -- processes of one worker command on a local
   cluster, each reading its node's config and then a per-process one
   (audit log, recon path, options), so the node configs stay untouched;
-  their audit logs (:func:`jobs_of`, :func:`overlapping`), recon files,
-  stats lines and status.
+  their audit logs (:func:`jobs_of`, :func:`overlapping`), recon files
+  and stats lines: :class:`Replicators` (``coordsync-replicator``),
+  :class:`ContainerReplicators` and :class:`Reconcilers`.
+* Storage policies: each policy's ring, an object client writing into a
+  given policy, and where an object's files are, per policy directory
+  (:meth:`LocalCluster.policy_files`, :meth:`LocalCluster.live_policies`).
 
 Processes and ``coordsync-status`` runs come from :mod:`nodes`.
 """
@@ -37,6 +41,7 @@ from coordsync.common import direct_client
 from coordsync.common import fencing
 from coordsync.common import hashing
 from coordsync.common import ring as ring_mod
+from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.obj import client as object_client
 from coordsync.obj import diskfile
@@ -68,8 +73,8 @@ class Processes:
     def path(self, name):
         return os.path.join(self.workdir, name)
 
-    def spawn(self, label, argv):
-        proc = nodes.Process(label, argv, self.path('%s.log' % label))
+    def spawn(self, label, argv, env=None):
+        proc = nodes.Process(label, argv, self.path('%s.log' % label), env)
         self.procs[label] = proc
         self._started.append(proc)
         return proc
@@ -137,7 +142,8 @@ def run_local_cluster(workdir, *args, check=True):
 
 @contextlib.contextmanager
 def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
-                  session_timeout=None, settings=None, base_port=None):
+                  session_timeout=None, settings=None, base_port=None,
+                  policies=1):
     """``coordsync-local-cluster up`` in ``workdir``; ``down`` after.
 
     The servers run no replicator: tests start the replicators they
@@ -145,13 +151,16 @@ def local_cluster(workdir, nodes_count=3, part_power=6, backend=None,
     pass would rehash and move. ``settings`` (``{'group.option':
     value}``) go to every node's config (``up --set``). ``base_port``:
     the first node's port (default: a free one), for a test that must
-    know the cluster's addresses before it is up.
+    know the cluster's addresses before it is up. ``policies``: how many
+    storage policies (``up --policies``); one unless a test is about
+    them, so that the others' passes, locks and audit logs are those of
+    policy 0 alone.
     """
     if base_port is None:
         base_port = local_cluster_cmd.free_base_port(nodes_count)
     up = ['up', '--nodes', str(nodes_count), '--part-power',
           str(part_power), '--base-port', str(base_port),
-          '--replicate-every', '0']
+          '--replicate-every', '0', '--policies', str(policies)]
     if backend:
         up += ['--backend', backend]
     if session_timeout:
@@ -182,6 +191,16 @@ class LocalCluster:
         self.node_client = direct_client.NodeClient(self.conf)
         self.objects = object_client.ObjectClient(self.conf, self.ring,
                                                   self.node_client)
+        self.policies = list(range(local_cluster_cmd.policy_count(
+            self.meta)))
+        self.container_ring = self._ring(local_cluster_cmd.CONTAINER_RING)
+        self.account_ring = self._ring(local_cluster_cmd.ACCOUNT_RING)
+        self._policy_rings = {0: self.ring}
+
+    def _ring(self, file_name):
+        return ring_mod.Ring(os.path.join(self.workdir, file_name),
+                             self.meta['hash_path_prefix'],
+                             self.meta['hash_path_suffix'])
 
     def node_config(self, node):
         return local_cluster_cmd.node_config_path(self.workdir, node)
@@ -251,6 +270,116 @@ class LocalCluster:
             os.path.join(self.workdir, node, 'devices'),
             hash_prefix=self.meta['hash_path_prefix'],
             hash_suffix=self.meta['hash_path_suffix'])
+
+    # -- storage policies -------------------------------------------------
+
+    def policy_ring(self, policy):
+        """The object ring of storage policy ``policy``."""
+        if policy not in self._policy_rings:
+            self._policy_rings[policy] = self._ring(
+                local_cluster_cmd.policy_ring_name(policy))
+        return self._policy_rings[policy]
+
+    def policy_client(self, policy):
+        """An ObjectClient writing into ``policy`` straight to the nodes,
+        the container replicas named (they get the object's row, under
+        ``policy``): what a proxy that took the container for one of
+        ``policy`` does."""
+        return object_client.ObjectClient(
+            self.conf, self.policy_ring(policy), self.node_client,
+            container_ring=self.container_ring, policy=policy)
+
+    def policy_files(self, container, obj, account=ACCOUNT):
+        """``{policy: {(node, device): [file names]}}`` of an object in
+        every policy's directory (``objects``, ``objects-N``) of every
+        device that has some of its files."""
+        obj_hash = self.obj_hash(container, obj, account)
+        found = {}
+        for policy in self.policies:
+            part = self.policy_ring(policy).get_part(account, container,
+                                                     obj)
+            for node, device in self.devices():
+                hash_dir = os.path.join(
+                    self.workdir, node, 'devices', device,
+                    storage_policy.datadir(policy), str(part),
+                    hashing.suffix_of(obj_hash), obj_hash)
+                try:
+                    names = sorted(os.listdir(hash_dir))
+                except FileNotFoundError:
+                    continue
+                if names:
+                    found.setdefault(policy, {})[(node, device)] = names
+        return found
+
+    def live_policies(self, container, obj, account=ACCOUNT):
+        """``{policy: {(node, device): newest .data}}``: where the object
+        has a live copy (its newest file there is a ``.data``)."""
+        live = {}
+        for policy, copies in self.policy_files(container, obj,
+                                                account).items():
+            for where, names in copies.items():
+                newest = [n for n in names if n.endswith(('.data', '.ts'))]
+                if newest and newest[-1].endswith('.data'):
+                    live.setdefault(policy, {})[where] = newest[-1]
+        return live
+
+    def live_primaries(self, container, obj, account=ACCOUNT):
+        """:meth:`live_policies` on each policy's primaries only (a
+        handoff's copy waits for the object replicator to take it home,
+        where a newer tombstone wins)."""
+        live = {}
+        for policy, copies in self.live_policies(container, obj,
+                                                 account).items():
+            ring = self.policy_ring(policy)
+            primaries = {(d['node'], d['device']) for d in
+                         ring.get_part_nodes(ring.get_part(
+                             account, container, obj))}
+            on = {w: f for w, f in copies.items() if w in primaries}
+            if on:
+                live[policy] = on
+        return live
+
+    # -- container replicas -----------------------------------------------
+
+    def container_replicas(self, container, account=ACCOUNT):
+        """``(partition, primaries)`` of a container's database."""
+        return self.container_ring.get_nodes(account, container)
+
+    def container_heads(self, container, account=ACCOUNT):
+        """``{node: (status, headers)}`` of a HEAD on every replica."""
+        part, primaries = self.container_replicas(container, account)
+        found = {}
+        for node in primaries:
+            status, headers, _ = self.node_client.call(
+                node, 'HEAD', direct_client.container_path(
+                    node['device'], part, account, container))
+            found[node['node']] = (status, headers)
+        return found
+
+    def container_listings(self, container, account=ACCOUNT):
+        """``{node: [row dicts]}`` of every replica's JSON listing (all
+        pages); None for a replica answering 404."""
+        part, primaries = self.container_replicas(container, account)
+        found = {}
+        for node in primaries:
+            rows, marker = [], ''
+            while True:
+                status, _, body = self.node_client.call(
+                    node, 'GET', direct_client.container_path(
+                        node['device'], part, account, container),
+                    query=urllib.parse.urlencode(
+                        {'format': 'json', 'marker': marker}))
+                if status == 404:
+                    rows = None
+                    break
+                assert status == 200, (node['node'], status, body[:200])
+                page = json.loads(body)
+                if not page:
+                    break
+                rows.extend(page)
+                marker = page[-1]['name']
+            found[node['node']] = rows
+        return found
 
     def fence_highest(self, node, item):
         """The highest fencing token ``node`` accepted for ``item``."""
@@ -449,14 +578,19 @@ SKIPPED = re.compile(r'(\d+) skipped \(locked elsewhere\)')
 FENCED = re.compile(r'(\d+) fenced, (\d+) failed')
 
 
-class Replicators(Processes):
-    """The ``coordsync-replicator`` processes of one test.
+class Workers(Processes):
+    """The processes of one worker command (``module``, options in
+    ``[group]``, recon file ``<worker>.json``) in one test.
 
     Each process has a label (its node name, or e.g. ``n1-again`` for a
     second process of n1) naming its config, log, audit log and recon
-    directory. ``options`` go to its ``[replicator]`` section,
-    ``sections`` (``{section: {option: value}}``) beside it.
+    directory. ``options`` go to its ``[group]`` section, ``sections``
+    (``{section: {option: value}}``) beside it.
     """
+
+    module = None
+    group = None
+    worker = None
 
     def __init__(self, cluster, workdir, coordination=None, sections=None,
                  **options):
@@ -472,42 +606,50 @@ class Replicators(Processes):
 
     def config(self, label):
         """The per-process config file, laid over the node's."""
-        replicator = dict(self.options, audit_log=self.audit_path(label),
-                          recon_cache_path=self.path('recon-%s' % label))
+        own = dict(self.options, audit_log=self.audit_path(label),
+                   recon_cache_path=self.path('recon-%s' % label))
         return nodes.write_config(
             self.path('%s.conf' % label),
             dict(self.sections, coordination=self.coordination,
-                 replicator=replicator))
+                 **{self.group: own}))
 
-    def spawn(self, label, node, *args):
+    def spawn(self, label, node, *args, env=None):
         return super().spawn(label, nodes.module_argv(
-            'coordsync.cmd.replicator',
+            self.module,
             '--config-file', self.cluster.node_config(node),
-            '--config-file', self.config(label), *args))
+            '--config-file', self.config(label), *args), env=env)
 
-    def run_once(self, processes=None, timeout=90):
-        """One ``--once`` pass of every process at the same time.
+    def run_once(self, processes=None, timeout=90, check=True,
+                 wait_for_peers=True):
+        """One ``--once`` pass of every process at the same time; their
+        exit codes (``{label: code}``; ``check``: all must be 0).
 
         ``processes`` maps label to node (default: one per node).
         """
         processes = processes or {n: n for n in self.cluster.node_names}
-        started = [self.spawn(label, node, '--once', '--wait-for-peers')
+        args = ['--once'] + (['--wait-for-peers'] if wait_for_peers
+                             else [])
+        started = [self.spawn(label, node, *args)
                    for label, node in processes.items()]
+        codes = {}
         for proc in started:
             try:
-                code = proc.popen.wait(timeout)
+                codes[proc.name] = proc.popen.wait(timeout)
             finally:
                 proc.stop()
-            assert code == 0, '%s exited %s:\n%s' % (
-                proc.name, code, proc.log()[-3000:])
+            assert not check or codes[proc.name] == 0, (
+                '%s exited %s:\n%s' % (proc.name, codes[proc.name],
+                                        proc.log()[-3000:]))
+        return codes
 
     def start(self):
-        """A replicator running passes forever on every node."""
+        """A worker running passes forever on every node."""
         for node in self.cluster.node_names:
             self.spawn(node, node)
 
     def audit(self):
-        """Every audit line, in each process's order of writing."""
+        """Every audit line, in each process's order of writing; an item
+        that is a number (a partition, a queue container) as an int."""
         lines = []
         for label in sorted(self.procs):
             try:
@@ -516,14 +658,16 @@ class Replicators(Processes):
             except FileNotFoundError:
                 continue
             for row in text.splitlines():
-                node, event, part, when, mode, device = row.split()
-                lines.append(AuditLine(label, node, event, int(part),
-                                       float(when), mode, device))
+                node, event, part, when, mode, device = row.split(
+                    maxsplit=5)
+                lines.append(AuditLine(
+                    label, node, event, int(part) if part.isdigit()
+                    else part, float(when), mode, device))
         return lines
 
     def recon(self, label):
         path = self.path(os.path.join('recon-%s' % label, '%s.json'
-                                      % WORKER))
+                                      % self.worker))
         try:
             with open(path) as fh:
                 return json.load(fh)
@@ -550,6 +694,30 @@ class Replicators(Processes):
         return sums or []
 
 
+class Replicators(Workers):
+    """The ``coordsync-replicator`` processes of one test."""
+
+    module = 'coordsync.cmd.replicator'
+    group = 'replicator'
+    worker = WORKER
+
+
+class ContainerReplicators(Workers):
+    """The ``coordsync-container-replicator`` processes of one test."""
+
+    module = 'coordsync.cmd.container_replicator'
+    group = 'container-replicator'
+    worker = 'container-replicator'
+
+
+class Reconcilers(Workers):
+    """The ``coordsync-reconciler`` processes of one test."""
+
+    module = 'coordsync.cmd.reconciler'
+    group = 'reconciler'
+    worker = 'reconciler'
+
+
 def replicator_members(config, *args):
     """``[(node, replicator progress)]`` of the group's replicators, as
     coordsync-status run with ``config`` sees them."""
@@ -563,8 +731,9 @@ def replicator_members(config, *args):
 
 # -- reading the audit log ------------------------------------------------
 #
-# ``<node> start|end <partition> <unix time> <mode> <device>``, written
-# while the partition lock is held.
+# ``<node> start|end <item> <unix time> <mode> <where>``, written while
+# the item's lock is held (the replicator's item is a partition, its
+# where a device).
 
 AuditLine = collections.namedtuple(
     'AuditLine', 'label node event part time mode device')

@@ -35,15 +35,17 @@ def wait_for(predicate, timeout, interval=0.1, message='condition'):
 
 
 class Process:
-    """A child process with its output in a log file."""
+    """A child process with its output in a log file; ``env``: variables
+    set for it on top of this process's environment."""
 
-    def __init__(self, name, argv, log_path):
+    def __init__(self, name, argv, log_path, env=None):
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, 'ab')
         self.popen = subprocess.Popen(
             argv, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            env=dict(os.environ, **env) if env else None)
 
     def log(self):
         with open(self.log_path, encoding='utf-8', errors='replace') as fh:

@@ -7,7 +7,9 @@ command. Expected listings are written out by hand from Swift's
 documented listing semantics (names sorted by UTF-8 bytes; ``prefix``,
 ``delimiter`` rolling names up to ``subdir`` entries, a subdir equal to
 the marker left out; ``marker``/``end_marker`` exclusive; ``limit``;
-``reverse``), not computed by our own code.
+``reverse``), not computed by our own code. The storage policy tests
+run on a second cluster of the same shape with two policies (0 gold,
+the default, and 1 silver).
 """
 
 import hashlib
@@ -393,7 +395,8 @@ def _hostile_cases(api):
         ('DELETE', p('hostile', 'keep'), {'X-Timestamp': '-1'}, None, 400),
         ('PUT', p('hostile', 'o'), {'X-Copy-From': '/hostile/keep'}, b'',
          501),
-        ('PUT', p('hostile2'), {'X-Storage-Policy': 'gold'}, b'', 400),
+        ('PUT', p('hostile2'), {'X-Storage-Policy': 'platinum'}, b'',
+         400),
         ('PUT', p('hostile2'), {'X-Container-Meta-A': 'v' * 300}, b'', 400),
         ('POST', p('hostile'), {'X-Container-Meta-': 'v'}, b'', 400),
         ('GET', p('hostile') + '?limit=10001', {}, None, 412),
@@ -428,3 +431,98 @@ def test_hostile_requests_refused_nothing_changed_on_disk(api):
     assert api.conn.get_object('hostile', 'keep')[1] == b'k'
     _, rows = api.conn.get_container('hostile')
     assert [r['name'] for r in rows] == ['keep']
+
+
+# -- storage policies ---------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def policy_api(zk_policy_cluster):
+    """The Swift API of a cluster with two storage policies: 0 gold (the
+    default) and 1 silver."""
+    cluster = zk_policy_cluster
+    return API(cluster, local_cluster_cmd.proxy_auth_url(cluster.meta))
+
+
+def _live_policies(api, container, name):
+    """``{policy: number of devices with a live copy}`` of an object."""
+    return {policy: len(copies) for policy, copies in
+            api.cluster.live_policies(container, name,
+                                      account=api.account).items()}
+
+
+def test_swift_cli_container_of_a_policy(policy_api, tmp_path):
+    """``swift post -H "X-Storage-Policy: silver"`` makes a silver
+    container, ``swift stat`` shows it, ``swift upload`` and ``download``
+    work, and the objects live in policy 1's ring only."""
+    api = policy_api
+    status, _, body = api.raw('GET', '/info', token=False)
+    assert status == 200
+    assert json.loads(body)['swift']['policies'] == [
+        {'name': 'gold', 'aliases': 'gold', 'default': True},
+        {'name': 'silver', 'aliases': 'silver'}]
+    api.swift_cmd('post', '-H', 'X-Storage-Policy: silver', 'pol')
+    assert 'X-Storage-Policy: silver' in api.swift_cmd('stat',
+                                                       'pol').stdout
+    src = tmp_path / 'src'
+    (src / 'sub').mkdir(parents=True)
+    files = {'one.txt': b'one\n', 'sub/two.bin': os.urandom(70000)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    api.swift_cmd('upload', 'pol', '.', cwd=str(src))
+    dst = tmp_path / 'dst'
+    dst.mkdir()
+    api.swift_cmd('download', 'pol', cwd=str(dst))
+    for name, data in files.items():
+        assert (dst / name).read_bytes() == data
+        assert _live_policies(api, 'pol', name) == {
+            1: api.cluster.meta['replicas']}
+    assert api.swift_cmd('list', 'pol').stdout.split() == sorted(files)
+    for node, listed in api.replica_listings('pol').items():
+        assert listed == sorted(files), node
+    stat = api.conn.head_container('pol')
+    assert stat['x-storage-policy'] == 'silver'
+    assert stat['x-container-object-count'] == str(len(files))
+    account = api.conn.head_account()
+    assert int(account['x-account-storage-policy-silver-container-count']) \
+        >= 1
+    assert 'Containers in policy "silver"' in api.swift_cmd('stat').stdout
+
+
+def test_a_containers_policy_cannot_change(policy_api):
+    api = policy_api
+    api.conn.put_container('fixed', headers={'X-Storage-Policy': 'silver'})
+    api.conn.put_object('fixed', 'o', b'silver data')
+    before = api.disk_snapshot()
+    for method, headers, status in (
+            ('PUT', {'X-Storage-Policy': 'gold'}, 409),
+            ('PUT', {'X-Storage-Policy': 'platinum'}, 400),
+            ('POST', {'X-Storage-Policy': 'gold'}, 400)):
+        got, _, reply = api.raw(method, api.path('fixed'), headers=headers,
+                                body=b'')
+        assert got == status, (method, headers, got, reply)
+        assert reply.count(b'\n') == 1
+    assert api.disk_snapshot() == before
+    # Put again without a policy, or naming its own: kept.
+    for headers in ({}, {'X-Storage-Policy': 'SILVER'}):
+        assert api.raw('PUT', api.path('fixed'), headers=headers,
+                       body=b'')[0] == 202
+    assert api.conn.head_container('fixed')['x-storage-policy'] == 'silver'
+    assert api.conn.get_object('fixed', 'o')[1] == b'silver data'
+
+
+def test_recreated_container_takes_the_default_policy(policy_api):
+    api = policy_api
+    conn = api.conn
+    conn.put_container('again', headers={'X-Storage-Policy': 'silver'})
+    conn.put_object('again', 'first', b'1')
+    assert _live_policies(api, 'again', 'first') == {
+        1: api.cluster.meta['replicas']}
+    conn.delete_object('again', 'first')
+    conn.delete_container('again')
+    conn.put_container('again')
+    assert conn.head_container('again')['x-storage-policy'] == 'gold'
+    conn.put_object('again', 'second', b'2')
+    assert _live_policies(api, 'again', 'second') == {
+        0: api.cluster.meta['replicas']}
+    _, rows = conn.get_container('again')
+    assert [r['name'] for r in rows] == ['second']
