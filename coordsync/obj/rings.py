@@ -1,11 +1,14 @@
 """The object rings of every storage policy, for the workers that go over
-all of them (the object replicator, the object updater).
+all of them (the object replicator, the object updater), and an object
+client per policy for the daemons that move or read objects wherever a
+container's policy puts them.
 
 A node's devices are those any policy's ring gives it: a device may hold
 objects of one policy only, and must still be replicated and swept.
 """
 
 from coordsync.common import storage_policy
+from coordsync.obj import client as object_client
 
 
 def policy_rings(conf, ring=None, rings=None):
@@ -74,3 +77,23 @@ class PolicyRingsMixin:
         """The policies whose ring file changed since it was loaded."""
         return [index for index, ring in self.rings.items()
                 if ring.has_changed()]
+
+
+def policy_clients(conf, node_client, container_ring=None, rings=None):
+    """``{policy index: ObjectClient}``: quorum I/O over every policy's
+    ring (``rings``, or loaded now: PolicyError on a missing one), for
+    the daemons that read or move a container's objects wherever its
+    policy puts them (container sync, the reconciler)."""
+    return {index: object_client.ObjectClient(
+        conf, ring, node_client, container_ring=container_ring,
+        policy=index) for index, ring in policy_rings(conf, rings=rings)
+        .items()}
+
+
+def reload_changed(clients):
+    """Reload the ring of each client (``{index: ObjectClient}``) whose
+    file changed."""
+    for client in clients.values():
+        ring = getattr(client, 'ring', None)
+        if ring is not None and ring.has_changed():
+            ring.reload()

@@ -94,13 +94,13 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
 from coordsync.common import ring as ring_mod
-from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import worker
 from coordsync.container import backend
 from coordsync.container import replication
 from coordsync.obj import client as object_client
 from coordsync.obj import diskfile
+from coordsync.obj import rings as rings_mod
 from coordsync.reconciler import queue
 
 LOG = logging.getLogger(__name__)
@@ -667,9 +667,8 @@ class Reconciler(worker.RingWorker):
                  node_client=None, objects=None, logger=None):
         super().__init__(conf, coordinator, logger)
         self.pause_after = pause_step()
-        rings = None
-        if objects is None:
-            rings = storage_policy.from_conf(conf).load_rings(conf)
+        # NOTE: the policies' rings first: one missing is the error.
+        rings = None if objects else rings_mod.policy_rings(conf)
         self.ring = ring or ring_mod.Ring(
             conf.container_ring_file, conf.hash_path_prefix,
             conf.hash_path_suffix)
@@ -677,11 +676,8 @@ class Reconciler(worker.RingWorker):
             conf, self.log)
         self.client = node_client or direct_client.NodeClient(
             conf, member_id=coordinator.member_id)
-        if objects is None:
-            objects = {index: object_client.ObjectClient(
-                conf, policy_ring, self.client, container_ring=self.ring,
-                policy=index) for index, policy_ring in rings.items()}
-        self.objects = objects
+        self.objects = objects or rings_mod.policy_clients(
+            conf, self.client, container_ring=self.ring, rings=rings)
         # queue container -> its depth, as last seen here.
         self.depth = {}
         # database name hash -> its queue container name, or None.
@@ -693,10 +689,7 @@ class Reconciler(worker.RingWorker):
         if self.ring.has_changed():
             self.log.info('Container ring changed, reloading')
             self.ring.reload()
-        for objects in self.objects.values():
-            ring = getattr(objects, 'ring', None)
-            if ring is not None and ring.has_changed():
-                ring.reload()
+        rings_mod.reload_changed(self.objects)
         # NOTE: a queue container not worked here in the last pass
         # (emptied, or another member's now) is no longer reported.
         self.depth = {q: e for q, e in self.depth.items()

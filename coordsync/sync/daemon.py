@@ -59,13 +59,13 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
 from coordsync.common import ring as ring_mod
-from coordsync.common import storage_policy
 from coordsync.common import timestamp
 from coordsync.common import worker
 from coordsync.container import backend
 from coordsync.container import replication
 from coordsync.obj import client as object_client
 from coordsync.obj import diskfile
+from coordsync.obj import rings as rings_mod
 from coordsync.sync import realms as realms_mod
 from coordsync.sync import state as sync_state
 
@@ -772,12 +772,8 @@ class ContainerSync(worker.RingWorker):
                                                backend.CONTAINER_DATADIR)
         # NOTE: {policy index: ObjectClient}; a container's objects are
         # read from its policy's ring.
-        if objects is None:
-            objects = {index: object_client.ObjectClient(
-                conf, ring, self.client, policy=index)
-                for index, ring in storage_policy.from_conf(
-                    conf).load_rings(conf).items()}
-        self.objects = objects
+        self.objects = objects or rings_mod.policy_clients(conf,
+                                                           self.client)
         self.realms = realms_mod.Realms(conf.container_sync_realms_file)
         self.pool = urllib3.PoolManager(num_pools=64, maxsize=16,
                                         block=False, retries=False)
@@ -791,9 +787,7 @@ class ContainerSync(worker.RingWorker):
         if self.ring.has_changed():
             self.log.info('Container ring changed, reloading')
             self.ring.reload()
-        for objects in self.objects.values():
-            if objects.ring.has_changed():
-                objects.ring.reload()
+        rings_mod.reload_changed(self.objects)
 
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
