@@ -23,9 +23,12 @@ def main(argv=None):
     concurrency.monkey_patch()
     conf = service.prepare_service(argv, prog='coordsync-server')
     try:
-        # NOTE: a node with a policy it has no ring for would serve
-        # objects no replicator can place.
-        storage_policy.from_conf(conf).check_rings()
+        # NOTE: a node declaring a policy it has no ring for would serve
+        # objects no replicator can place. Without declarations (policy
+        # 0 only) the ring is read by the workers that place objects,
+        # as before policies.
+        if storage_policy.policy_sections(conf):
+            storage_policy.from_conf(conf).check_rings()
         app = server.NodeServer(conf)
         app.open()
     except (exceptions.ConfigError, fencing.TokenStoreError) as err:
