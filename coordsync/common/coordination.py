@@ -52,6 +52,7 @@ from coordsync import concurrency
 from coordsync import exceptions
 from coordsync import version
 from coordsync.common import embedded
+from coordsync.common import metrics
 from coordsync.common import zklocks
 
 LOG = logging.getLogger(__name__)
@@ -509,6 +510,7 @@ class Coordinator:
                 self.conf)
         self._unreachable_since = None
         self._end_outage()
+        metrics.get().coordination_healthy.set(1)
         self._backoff.reset()
         # Releases a failure kept back (ZooKeeper) are retried here too.
         self._locks.flush()
@@ -588,6 +590,8 @@ class Coordinator:
             return
         self._outage_since = time.monotonic()
         self._outages += 1
+        metrics.get().outages.inc()
+        metrics.get().coordination_healthy.set(0)
         # NOTE: every lock taken before this instant may be lost; workers
         # holding one must stop touching its item (fencing).
         self.epoch += 1
@@ -603,6 +607,7 @@ class Coordinator:
             return
         duration = time.monotonic() - self._outage_since
         self._outage_since = None
+        metrics.get().reconnects.inc()
         self.log.info('Coordination outage ended after %.1fs: member %s is '
                       'in group %s again', duration, self.member_id,
                       self.group)

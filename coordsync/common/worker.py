@@ -59,6 +59,7 @@ from coordsync.common import coordination
 from coordsync.common import division
 from coordsync.common import fencing
 from coordsync.common import fsutil
+from coordsync.common import metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -289,6 +290,8 @@ class Worker:
 
     name = None
     conf_group = None
+    # Names of figures that are levels (set, not summed, in metrics).
+    level_figures = ()
     item_noun = 'items'
     pass_title = 'Pass'
     done_verb = 'done'
@@ -307,6 +310,10 @@ class Worker:
         self._last_errors = 0
         self._in_flight = 0
         self._pools = set()
+        self._metrics = metrics.get()
+        self._born = time.time()
+        self._owned = ()
+        self._passed_at = {}
 
     # -- what a daemon declares -------------------------------------------
 
@@ -351,6 +358,12 @@ class Worker:
     def report_extra(self):
         """More fields for the member's published progress (e.g. the
         lag of container sync), or {}."""
+        return {}
+
+    def levels(self):
+        """Backlog levels this daemon measures now (``{name: number}``,
+        e.g. async pendings, sync rows behind, queue depth): published
+        with the progress (``levels``) and as gauges."""
         return {}
 
     def recon_extra(self):
@@ -429,12 +442,15 @@ class Worker:
             return {key: Grant(key, coordinator=self.coordinator,
                                stopping=self._is_stopping)
                     for key in keys}
+        started = time.monotonic()
         try:
             tokens = self.coordinator.try_lock_many(keys)
         except exceptions.CoordinationUnavailable as err:
             self.log.warning('%s: cannot take locks (%s); ending the pass',
                              self.name, err)
             return None
+        self._metrics.lock_take.labels(self.name).observe(
+            time.monotonic() - started)
         store = self.token_store()
         return {key: None if token is None else
                 Grant(key, token, self.coordinator, store, self._is_stopping)
@@ -442,7 +458,10 @@ class Worker:
 
     def _release(self, grant):
         if not grant.static:
+            started = time.monotonic()
             self.coordinator.release(grant.item)
+            self._metrics.lock_release.labels(self.name).observe(
+                time.monotonic() - started)
 
     # -- running items ----------------------------------------------------
 
@@ -483,7 +502,14 @@ class Worker:
             stats = self.stats
             setattr(stats, outcome, getattr(stats, outcome) + 1)
             stats.done += 1
-            stats.item_times.append(time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            stats.item_times.append(elapsed)
+            self._metrics.items.labels(self.name, outcome).inc()
+            self._metrics.item_duration.labels(self.name).observe(elapsed)
+            if outcome == 'succeeded':
+                self._passed_at[job.key] = time.time()
+            elif outcome == 'fenced':
+                self._metrics.fencing_refusals.labels('worker').inc()
             self._publish(RUNNING)
 
     def _run_batch(self, batch, grant):
@@ -499,6 +525,8 @@ class Worker:
                 self._run_job(category, job, grant)
         except LockLost as err:
             self.stats.fenced += len(batch)
+            self._metrics.items.labels(self.name, 'fenced').inc(len(batch))
+            self._metrics.fencing_refusals.labels('worker').inc()
             self.log.warning('%s %s: %s; not started', self.name,
                              grant.item, err)
         except concurrency.GreenletExit:
@@ -543,6 +571,8 @@ class Worker:
                 grant = grants.get(batch[0][1].key)
                 if grant is None:
                     self.stats.skipped_locked += len(batch)
+                    self._metrics.lock_contended.labels(self.name).inc(
+                        len(batch))
                     self._busy.extend(batch)
                     continue
                 pool.spawn_n(self._run_batch, batch, grant)
@@ -594,6 +624,7 @@ class Worker:
         self.before_pass()
         jobs = self.collect_jobs(**filters)
         planned, mode = self.plan(jobs)
+        self._owned = {job.key for _category, job in planned}
         self.passes += 1
         self._busy = []
         self.peer_errors = PeerErrors()
@@ -618,10 +649,37 @@ class Worker:
         self.log.info(self.stats_line())
         self.peer_errors.log(self.log, '%s pass %d' % (self.name,
                                                        self.passes))
+        self._record_pass(summary)
         self._dump_recon(dict(summary, **self.recon_extra()))
         self._last_errors = self.stats.errors
         self._publish(IDLE, last_pass=summary)
         return summary
+
+    def _record_pass(self, summary):
+        record = self._metrics
+        record.passes.labels(self.name, self.stats.mode).inc()
+        record.pass_duration.labels(self.name).observe(summary['duration'])
+        record.last_pass_end.labels(self.name).set(
+            summary['started_at'] + summary['duration'])
+        if self.stats.figures is not None:
+            record.record_figures(
+                self.name, dataclasses.asdict(self.stats.figures),
+                self.level_figures)
+
+    def backlog(self, now=None):
+        """``(count, oldest age)`` of the items this member owns (its
+        last plan) that none of its passes finished within
+        ``backlog_intervals`` intervals (run pause plus the last pass's
+        duration); an item never finished counts from this worker's
+        start."""
+        now = time.time() if now is None else now
+        last = self.stats.summary(now)['duration'] if self.stats else 0.0
+        horizon = self.wconf.backlog_intervals * (self.wconf.run_pause
+                                                  + last)
+        ages = [now - self._passed_at.get(key, self._born)
+                for key in self._owned]
+        late = [age for age in ages if age > horizon]
+        return len(late), round(max(late, default=0.0), 1)
 
     def stats_line(self):
         stats, now = self.stats, time.time()
@@ -659,11 +717,20 @@ class Worker:
                   # next one ends, so a failing member stays degraded.
                   'errors': max(stats.errors, self._last_errors),
                   'state': state}
+        fields['backlog'], fields['backlog_oldest'] = self.backlog()
+        self._metrics.backlog.labels(self.name).set(fields['backlog'])
+        levels = self.levels()
+        for name, value in levels.items():
+            self._metrics.gauges.labels(self.name, name).set(value)
+        fields['levels'] = levels
         fields.update(self.report_extra())
         if last_pass is not None:
             fields['last_pass'] = {k: last_pass[k] for k in (
                 'pass', 'duration', 'done', 'succeeded', 'failed',
                 'skipped_locked', 'fenced', 'mode', 'started_at')}
+            fields['last_pass']['ended_at'] = round(
+                last_pass['started_at'] + last_pass['duration'], 3)
+            fields['last_pass']['errors'] = last_pass['errors']
         self.coordinator.set_progress(self.name, **fields)
 
     def _dump_recon(self, summary):

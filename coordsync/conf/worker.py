@@ -54,6 +54,11 @@ def worker_opts(run_pause=30.0, concurrency=4, lockup_timeout=1800.0):
         cfg.FloatOpt('stats_interval', default=300.0, min=1.0,
                      help='Seconds between two progress lines in the '
                           'log.'),
+        cfg.IntOpt('backlog_intervals', default=3, min=1, max=1000,
+                   help='An item this member owns that none of its passes '
+                        'finished within this many intervals (run_pause '
+                        'plus the last pass\'s duration) counts as '
+                        'backlog in coordsync-status and the metrics.'),
         cfg.StrOpt('recon_cache_path', default='$state_path/recon',
                    help='Directory of the JSON file with the last pass\'s '
                         'figures.'),

@@ -659,6 +659,7 @@ class Reconciler(worker.RingWorker):
 
     name = 'reconciler'
     conf_group = 'reconciler'
+    level_figures = ('left',)
     item_noun = 'queue containers'
     pass_title = 'Reconciler pass'
     done_verb = 'reconciled'
@@ -824,6 +825,9 @@ class Reconciler(worker.RingWorker):
                 'queues': ranked[:self.wconf.max_report_queues],
                 'figures': (dataclasses.asdict(figures)
                             if figures is not None else {})}
+
+    def levels(self):
+        return {'queue_depth': self._depth_total()[0]}
 
     def recon_extra(self):
         depth, more = self._depth_total()

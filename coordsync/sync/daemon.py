@@ -887,6 +887,16 @@ class ContainerSync(worker.RingWorker):
             -(e.get('rows_behind') or 0), -(e.get('oldest_age') or 0)))
         return {'sync': ranked[:self.wconf.max_lag_containers]}
 
+    def levels(self):
+        """Rows behind over the containers this member measured, and
+        the oldest unsynced row's age."""
+        entries = list(self.lag.values())
+        return {'rows_behind': sum(e.get('rows_behind') or 0
+                                   for e in entries),
+                'oldest_unsynced_age': max(
+                    (e.get('oldest_age') or 0 for e in entries),
+                    default=0)}
+
     def recon_extra(self):
         return {'sync': sorted(self.lag.values(),
                                key=lambda e: (e['account'], e['container']))}
