@@ -27,12 +27,13 @@ QUIET_LOGGERS = ['kazoo=WARN', 'kazoo.client=WARN', 'tooz=WARN',
 
 
 class ConfigExit(SystemExit):
-    """Raised (exit status 2) after printing one line about a bad config."""
+    """Raised (exit status 2, or the command's ``config_exit``) after
+    printing one line about a bad config or command line."""
 
 
-def _fail(prog, message):
+def _fail(prog, message, code=EXIT_CONFIG_ERROR):
     print('%s: error: %s' % (prog, message), file=sys.stderr)
-    raise ConfigExit(EXIT_CONFIG_ERROR)
+    raise ConfigExit(code)
 
 
 def _read(section, name, read, *args):
@@ -60,11 +61,14 @@ def _validate(conf):
 
 
 def prepare_service(argv=None, *, prog, description=None, cli_opts=(),
-                    register=None, default_config_files=None):
+                    register=None, default_config_files=None,
+                    config_exit=EXIT_CONFIG_ERROR):
     """Parse config and set up logging; exit 2 with one line on errors.
 
     ``cli_opts`` are extra command-line options of this command and
     ``register(conf)`` may register more option groups before parsing.
+    ``config_exit`` replaces the exit status of a bad config or command
+    line (coordsync-status: 3, the Nagios convention).
     """
     if argv is None:
         argv = sys.argv[1:]
@@ -78,17 +82,24 @@ def prepare_service(argv=None, *, prog, description=None, cli_opts=(),
     log.set_defaults(default_log_levels=(
         log.get_default_log_levels() + QUIET_LOGGERS))
     try:
-        conf(argv, project=PROJECT, prog=prog,
-             version=version.version_string(),
-             description=description,
-             default_config_files=default_config_files)
+        try:
+            conf(argv, project=PROJECT, prog=prog,
+                 version=version.version_string(),
+                 description=description,
+                 default_config_files=default_config_files)
+        except SystemExit as err:
+            # NOTE: argparse printed the usage error already; --help and
+            # --version exit 0 and stay so.
+            if err.code:
+                raise ConfigExit(config_exit) from err
+            raise
         storage_policy.register_opts(conf)
         _validate(conf)
         storage_policy.from_conf(conf)
     except cfg.ConfigFilesNotFoundError as err:
         _fail(prog, 'config file not found: %s' % ', '.join(
-            err.config_files))
+            err.config_files), config_exit)
     except (cfg.Error, ValueError, exceptions.ConfigError) as err:
-        _fail(prog, str(err).strip().splitlines()[0])
+        _fail(prog, str(err).strip().splitlines()[0], config_exit)
     log.setup(conf, PROJECT)
     return conf
