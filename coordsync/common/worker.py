@@ -314,6 +314,7 @@ class Worker:
         self._born = time.time()
         self._owned = ()
         self._passed_at = {}
+        self._last_duration = 0.0
 
     # -- what a daemon declares -------------------------------------------
 
@@ -656,6 +657,7 @@ class Worker:
         return summary
 
     def _record_pass(self, summary):
+        self._last_duration = summary['duration']
         record = self._metrics
         record.passes.labels(self.name, self.stats.mode).inc()
         record.pass_duration.labels(self.name).observe(summary['duration'])
@@ -673,9 +675,8 @@ class Worker:
         duration); an item never finished counts from this worker's
         start."""
         now = time.time() if now is None else now
-        last = self.stats.summary(now)['duration'] if self.stats else 0.0
         horizon = self.wconf.backlog_intervals * (self.wconf.run_pause
-                                                  + last)
+                                                  + self._last_duration)
         ages = [now - self._passed_at.get(key, self._born)
                 for key in self._owned]
         late = [age for age in ages if age > horizon]

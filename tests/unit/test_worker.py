@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import logging
+import time
 
 import pytest
 from oslo_config import cfg
@@ -11,6 +12,7 @@ from coordsync import concurrency
 from coordsync import conf as coordsync_conf
 from coordsync import exceptions
 from coordsync.common import daemon
+from coordsync.common import metrics
 from coordsync.common import worker
 
 
@@ -441,3 +443,94 @@ def test_worker_service_passes_filters_to_every_pass(conf):
     concurrency.sleep(0.3)
     service.stop()
     assert seen == [{'partitions': {5}}]
+
+
+# -- metrics and backlog -----------------------------------------------------
+
+def _sample(registry, metric, **labels):
+    value = registry.get_sample_value(metric, labels)
+    return 0.0 if value is None else value
+
+
+def test_a_pass_is_recorded_in_the_process_metrics(conf):
+    metrics.reset()
+    coordinator = FakeCoordinator(held_elsewhere={'coordsync/toy/3'})
+
+    def work(job, grant):
+        return job.number != 1
+    Toy(conf, coordinator, single_owner(4), work).run_once()
+    registry = metrics.get().registry
+    assert _sample(registry, 'coordsync_passes_total', worker='toy',
+                   mode=worker.COORDINATED) == 1
+    assert _sample(registry, 'coordsync_items_total', worker='toy',
+                   outcome='succeeded') == 2
+    assert _sample(registry, 'coordsync_items_total', worker='toy',
+                   outcome='failed') == 1
+    # item 3 is held elsewhere in the first try and each retry
+    assert _sample(registry, 'coordsync_lock_contended_total',
+                   worker='toy') >= 1
+    assert _sample(registry, 'coordsync_lock_take_seconds_count',
+                   worker='toy') >= 1
+    assert _sample(registry, 'coordsync_pass_duration_seconds_count',
+                   worker='toy') == 1
+    metrics.reset()
+
+
+def test_figures_are_summed_and_levels_set(conf):
+    metrics.reset()
+
+    @dataclasses.dataclass
+    class ToyFigures(worker.Figures):
+        moved: int = 0
+        left: int = 0
+
+    class Counting(Toy):
+        level_figures = ('left',)
+
+        def new_figures(self):
+            return ToyFigures()
+
+        def work(self, job, grant):
+            self.stats.figures.moved += 2
+            self.stats.figures.left = 7
+            return True
+
+        def levels(self):
+            return {'queue_depth': 5}
+    coordinator = FakeCoordinator()
+    toy = Counting(conf, coordinator, single_owner(3))
+    toy.run_once()
+    toy.run_once()
+    registry = metrics.get().registry
+    assert _sample(registry, 'coordsync_worker_figures_total',
+                   worker='toy', figure='moved') == 12
+    assert _sample(registry, 'coordsync_worker_gauge', worker='toy',
+                   name='left') == 7
+    assert _sample(registry, 'coordsync_worker_gauge', worker='toy',
+                   name='queue_depth') == 5
+    assert coordinator.progress['toy']['levels'] == {'queue_depth': 5}
+    metrics.reset()
+
+
+def test_backlog_counts_owned_items_not_passed_in_time(conf):
+    conf.set_override('run_pause', 10.0, group='replicator')
+    conf.set_override('backlog_intervals', 2, group='replicator')
+
+    def work(job, grant):
+        return job.number != 0
+    coordinator = FakeCoordinator()
+    toy = Toy(conf, coordinator, single_owner(3), work)
+    toy.run_once()
+    now = time.time()
+    # just after the pass nothing is late yet
+    assert toy.backlog(now) == (0, 0.0)
+    assert coordinator.progress['toy']['backlog'] == 0
+    # past two intervals the failed item 0 is late; the others too once
+    # their last success is as old
+    count, oldest = toy.backlog(now + 25.0)
+    assert count == 3 and oldest >= 25.0
+    toy._passed_at = {key: now + 20.0 for key in toy._passed_at}
+    assert toy.backlog(now + 25.0)[0] == 1
+    progress = coordinator.progress['toy']
+    assert progress['last_pass']['ended_at'] >= progress['last_pass'][
+        'started_at']
