@@ -72,9 +72,9 @@ def make_member_id(node_name, host=None, boot_id=None):
 def redact_url(url):
     """The backend URL without credentials or query, safe to log."""
     parts = urllib.parse.urlsplit(url)
-    netloc = parts.hostname or ''
-    if parts.port:
-        netloc = '%s:%d' % (netloc, parts.port)
+    # NOTE: not parts.hostname/.port: an ensemble's netloc lists several
+    # hosts (``zk1:2181,zk2:2181``), which .port refuses.
+    netloc = parts.netloc.rpartition('@')[2]
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '',
                                     ''))
 

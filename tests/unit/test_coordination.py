@@ -352,3 +352,9 @@ def test_stop_is_bounded_when_the_driver_hangs(tmp_path):
     coordinator.stop()
     assert time.monotonic() - started < 5
     real_stop()
+
+
+def test_redact_url_keeps_an_ensembles_hosts():
+    url = 'zookeeper://op:s3cret@zk1:2181,zk2:2181,zk3:2181/?timeout=5'
+    assert coordination.redact_url(url) == (
+        'zookeeper://zk1:2181,zk2:2181,zk3:2181/')
