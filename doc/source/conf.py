@@ -1,0 +1,6 @@
+"""Sphinx configuration of coordsync's documentation."""
+
+project = 'coordsync'
+copyright = 'coordsync developers'
+extensions = ['oslo_config.sphinxext']
+html_theme = 'alabaster'
