@@ -139,7 +139,7 @@ def test_reconciler_and_sync_cannot_be_combined(tmp_path, capsys):
     path.write_text('[DEFAULT]\nstate_path = %s\n' % tmp_path)
     code = status_cmd.main(['--config-file', str(path), '--reconciler',
                             '--sync'])
-    assert code == 2
+    assert code == status.EXIT_USAGE == 3
     assert capsys.readouterr().err == (
         'coordsync-status: error: --sync and --reconciler cannot be '
         'combined\n')
