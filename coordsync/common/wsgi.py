@@ -14,7 +14,7 @@ goes through, in order:
 
 1. the route: unknown prefix -> 404, method not routed there -> 405;
 2. the signature (:mod:`coordsync.common.signing`) unless the route is
-   unsigned (the health check) -> 401;
+   unsigned (the health check, the metrics) -> 401;
 3. ``parse`` -> 400, before anything touches a disk;
 4. the fence (:mod:`coordsync.common.fencing`): a request carrying
    ``X-Coordsync-Item`` and ``X-Coordsync-Token`` is admitted through the
@@ -28,6 +28,20 @@ goes through, in order:
 
 Every error is a status and a one-line text body; an unexpected
 exception is logged with its traceback and answered with a one-line 500.
+
+**Health and metrics.** ``GET|HEAD /healthcheck`` (unsigned) answers
+``200 OK``, or 503 with the reasons on one line while the node should be
+out of its load balancer: the ``[server] drain_file`` exists, the
+coordination backend has been out of reach longer than ``[server]
+healthcheck_coordination_limit`` (:attr:`NodeApp.coordinator`), or what
+a subclass adds (:meth:`NodeApp.health_problems`: unmounted devices).
+``GET /metrics`` (unsigned, as Prometheus scrapes) is the process's
+:mod:`coordsync.common.metrics` in the text format. Every request
+answered through the app counts in ``coordsync_http_requests_total``
+by route prefix (``unknown`` for any other path, so a scan of random
+paths adds no series), method and status, and in the request duration
+histogram; every fence refusal in ``coordsync_fencing_refusals_total
+{side="server"}``.
 
 **Access log.** Every request, refused ones included, writes one line
 at INFO to the logger ``coordsync.access`` once its answer is sent
@@ -59,6 +73,7 @@ into ten fields on spaces.
 import dataclasses
 import functools
 import json
+import os
 import socket
 import time
 import urllib.parse
@@ -68,12 +83,16 @@ from oslo_log import log as logging
 from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import fencing
+from coordsync.common import metrics
 from coordsync.common import signing
 
 LOG = logging.getLogger(__name__)
 
 HEALTHCHECK = '/healthcheck'
 HEALTHCHECK_BODY = b'OK\n'
+METRICS = '/metrics'
+# Methods counted by name in the metrics; any other is "other".
+METRIC_METHODS = ('GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'REPLICATE')
 MAX_MEMBER_LENGTH = 256
 # NOTE: a connection beyond [server] max_connections gets this long to
 # send its request head, so a health check can still be told apart.
@@ -229,6 +248,12 @@ class Router:
                             {'Allow': allowed})
         return route, rest.split('/') if rest else []
 
+    def label(self, path):
+        """The route prefix of ``path`` for the metrics: one of the
+        routed prefixes, else ``unknown`` (bounded label values)."""
+        first = '/' + path[1:].partition('/')[0]
+        return first if first in self._routes else 'unknown'
+
 
 class NodeApp:
     """The WSGI application of one node: see the module docstring.
@@ -255,9 +280,16 @@ class NodeApp:
         # to its coordinator's; None: the lease alone holds static
         # writes back.
         self.lock_holder = None
+        # The process's Coordinator (its ``unreachable_for()`` is what
+        # the health check reads), or ``coordination_state``: a callable
+        # returning those seconds. Neither: the backend is not checked.
+        self.coordinator = None
+        self.coordination_state = None
         self.router = Router()
         self.add_routes([Route(('GET', 'HEAD'), HEALTHCHECK,
-                               self.healthcheck, signed=False)])
+                               self.healthcheck, signed=False),
+                         Route(('GET', 'HEAD'), METRICS, self.metrics,
+                               signed=False)])
 
     def add_routes(self, routes):
         for route in routes:
@@ -267,8 +299,58 @@ class NodeApp:
         """Create what the app needs on disk now (the token store)."""
         self.token_store.open()
 
+    # -- health and metrics -------------------------------------------------
+
+    def unreachable_for(self):
+        """Seconds the coordination backend has been out of reach of
+        this process (0 when it answers), None when unknown."""
+        state = self.coordination_state
+        if state is None and self.coordinator is not None:
+            state = self.coordinator.unreachable_for
+        if state is None:
+            return None
+        try:
+            return float(state())
+        except Exception as err:
+            # NOTE: a health check must answer, whatever broke.
+            self.log.warning('Cannot read the coordination state: %s', err)
+            return None
+
+    def health_problems(self):
+        """Why this node should be out of its load balancer now (one
+        short phrase each); empty when healthy. Subclasses add their
+        own checks."""
+        problems = []
+        drain = self.conf.server.drain_file
+        if drain and os.path.exists(drain):
+            problems.append('draining: drain file %s exists' % drain)
+        limit = self.conf.server.healthcheck_coordination_limit
+        gone = self.unreachable_for()
+        if limit and gone is not None and gone > limit:
+            problems.append('coordination backend unreachable for %.0fs '
+                            '(limit %gs)' % (gone, limit))
+        return problems
+
+    def health(self):
+        """``(status, body)`` of the health check: 200 ``OK``, or 503
+        with every reason on one line."""
+        try:
+            problems = self.health_problems()
+        except Exception:
+            self.log.exception('Health check failed')
+            problems = ['health check failed (logged)']
+        if not problems:
+            return 200, HEALTHCHECK_BODY
+        return 503, ('; '.join(' '.join(p.split()) for p in problems)
+                     + '\n').encode('utf-8')
+
     def healthcheck(self, req, args):
-        return 200, {'Content-Type': 'text/plain'}, [HEALTHCHECK_BODY]
+        status, body = self.health()
+        return status, {'Content-Type': 'text/plain; charset=utf-8'}, [body]
+
+    def metrics(self, req, args):
+        return 200, {'Content-Type': metrics.CONTENT_TYPE}, [
+            metrics.get().render()]
 
     # -- WSGI ---------------------------------------------------------------
 
@@ -289,6 +371,7 @@ class NodeApp:
         if isinstance(body, list):
             headers.setdefault('Content-Length',
                                str(sum(len(b) for b in body)))
+        self._count(env, status, started)
         start_response(status_line(status), list(headers.items()))
         if env['REQUEST_METHOD'] == 'HEAD':
             if hasattr(body, 'close'):
@@ -298,6 +381,21 @@ class NodeApp:
             return body
         return LoggedBody(body, functools.partial(
             self._log_access, env, req, status, arrived, started))
+
+    def _count(self, env, status, started):
+        """The request in the HTTP metrics (never fails the request)."""
+        try:
+            route = self.router.label(env.get('PATH_INFO', ''))
+            method = env.get('REQUEST_METHOD')
+            if method not in METRIC_METHODS:
+                method = 'other'
+            record = metrics.get()
+            record.http_requests.labels(route, method, str(status)).inc()
+            record.http_duration.labels(route).observe(
+                time.monotonic() - started)
+        except Exception as err:
+            self.log.warning('Cannot count a request in the metrics: %s',
+                             err)
 
     def _log_access(self, env, req, status, arrived, started, sent):
         log_access(self.access_log, arrived, env.get('REQUEST_METHOD'),
@@ -376,6 +474,7 @@ class NodeApp:
         except fencing.TokenStoreError as err:
             self._store_unavailable(req, err)
         if not ok:
+            metrics.get().fencing_refusals.labels('server').inc()
             self.log.warning('Fenced %s %s from %s: token %d for %s is '
                              'older than %d', req.method, req.path[:256],
                              req.member or 'an unnamed member',
@@ -432,6 +531,7 @@ class NodeApp:
             # future" holds for at most a lease (or until the holder's
             # next request sets it again), not for as long as the step.
             if abs(ago) < lease:
+                metrics.get().fencing_refusals.labels('server').inc()
                 self.log.warning('Fenced token-less %s %s from %s: %s had '
                                  'a tokened request %.1fs ago', req.method,
                                  req.path[:256],
@@ -443,6 +543,7 @@ class NodeApp:
                     % (item, ago, lease), {fencing.FENCED_HEADER: 'true'})
         holder = self._holder_of(item)
         if holder is not None and holder != req.member:
+            metrics.get().fencing_refusals.labels('server').inc()
             self.log.warning('Fenced token-less %s %s from %s: %s is held '
                              'by %s', req.method, req.path[:256],
                              req.member or 'an unnamed member', item, holder)
@@ -553,9 +654,10 @@ def _quoted_target(raw):
 
 # -- serving ------------------------------------------------------------------
 
-def answer_when_full(client, access_log=None):
+def answer_when_full(client, access_log=None, health=None):
     """Answer a connection beyond ``max_connections``: the health check
-    still gets its 200, anything else 503; then close. The answer goes
+    still gets its answer (``health()``: ``(status, body)``, 200 ``OK``
+    when not given), anything else 503; then close. The answer goes
     to ``access_log`` (see :func:`log_access`) when one is given."""
     arrived, started = time.time(), time.monotonic()
     client.settimeout(WHEN_FULL_TIMEOUT)
@@ -572,7 +674,8 @@ def answer_when_full(client, access_log=None):
     method = words[0] if words else b''
     target = words[1].split(b'?')[0] if len(words) > 1 else b''
     if method in (b'GET', b'HEAD') and target == HEALTHCHECK.encode():
-        status, body = 200, HEALTHCHECK_BODY
+        status, body = health() if health is not None else (
+            200, HEALTHCHECK_BODY)
     else:
         status, body = 503, b'too many connections\n'
     sent = b'' if method == b'HEAD' else body
@@ -630,7 +733,8 @@ class WSGIService:
             concurrency.serve_wsgi, self._sock, self.app,
             EventletLog(self.log), self.conf.server.max_connections,
             self.conf.server.client_timeout,
-            functools.partial(answer_when_full, access_log=access_log))
+            functools.partial(answer_when_full, access_log=access_log,
+                              health=getattr(self.app, 'health', None)))
 
     def stop(self):
         if self._thread is not None:

@@ -13,6 +13,7 @@ from coordsync.conf import coordination
 from coordsync.conf import db_replicator
 from coordsync.conf import node
 from coordsync.conf import proxy
+from coordsync.conf import recon
 from coordsync.conf import reconciler
 from coordsync.conf import replicator
 from coordsync.conf import status
@@ -21,6 +22,7 @@ from coordsync.conf import worker
 AREAS = (node, cluster, coordination, worker, replicator, status,
          container, proxy)
 AREAS += (db_replicator, container_sync, reconciler)
+AREAS += (recon,)
 
 
 def register_opts(conf):

@@ -32,6 +32,13 @@ alone, so the engine's plan gives every device to it.
 Figures: pendings found, updates sent and failed, pendings done
 (unlinked), superseded, quarantined, and the age of the oldest pending
 left (seconds; also in the recon file and the stats line).
+
+Levels (:meth:`ObjectUpdater.levels`, published with the progress, as
+gauges and in the recon file): ``async_pending``, the pendings each
+device's last sweep left, and ``oldest_async_age``, the age now of the
+oldest of them by file mtime: since it was written or last rewritten
+with new successes (the figure ``oldest_age`` counts from the object
+write's timestamp instead).
 """
 
 import dataclasses
@@ -126,6 +133,8 @@ class DeviceSweep:
         self.on_peer_error = on_peer_error or (lambda peer, err: None)
         self.clock = clock
         self.stats = UpdaterStats()
+        # The smallest mtime of the pendings left, None if none.
+        self.left_mtime = None
 
     @property
     def async_dir(self):
@@ -307,6 +316,15 @@ class DeviceSweep:
             except OSError as err:
                 self.log.warning('Cannot record successes in %s: %s', path,
                                  err)
+        self._note_left(path)
+
+    def _note_left(self, path):
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return
+        if self.left_mtime is None or mtime < self.left_mtime:
+            self.left_mtime = mtime
 
     @staticmethod
     def _record(path, data, done):
@@ -325,6 +343,8 @@ class ObjectUpdater(rings_mod.PolicyRingsMixin, worker.RingWorker):
     item_noun = 'devices'
     pass_title = 'Update sweep'
     done_verb = 'swept'
+    # NOTE: what a sweep left is a level, not a count to add up.
+    level_figures = ('left', 'oldest_age')
 
     def __init__(self, conf, coordinator, ring=None, container_ring=None,
                  manager=None, node_client=None, logger=None, rings=None):
@@ -339,12 +359,37 @@ class ObjectUpdater(rings_mod.PolicyRingsMixin, worker.RingWorker):
             conf, self.log)
         self.client = node_client or direct_client.NodeClient(
             conf, member_id=coordinator.member_id)
+        # {device: (pendings left, smallest mtime of them or None)} of
+        # each device's last complete sweep.
+        self._left = {}
 
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
         for dev in self.available_devices(devices):
             jobs.append(Job(dev['device'], self.conf.node_name))
+        if devices is None:
+            # NOTE: a device gone from the ring or unmounted is no
+            # longer ours to report.
+            names = {job.device for job in jobs}
+            self._left = {k: v for k, v in self._left.items()
+                          if k in names}
         return jobs
+
+    def levels(self, now=None):
+        """Async pendings the last sweep of each device left, and the
+        oldest one's age now (by mtime)."""
+        now = time.time() if now is None else now
+        oldest = min((m for _n, m in self._left.values() if m is not None),
+                     default=None)
+        return {'async_pending': sum(n for n, _m in self._left.values()),
+                'oldest_async_age': round(max(now - oldest, 0.0), 1)
+                if oldest is not None else 0.0}
+
+    def recon_extra(self):
+        """The levels, for ``coordsync-recon --updater``."""
+        return {'levels': self.levels(),
+                'devices_left': {device: n for device, (n, _m)
+                                 in sorted(self._left.items())}}
 
     def static_jobs(self, jobs):
         return list(jobs)
@@ -381,4 +426,5 @@ class ObjectUpdater(rings_mod.PolicyRingsMixin, worker.RingWorker):
             sweep.run()
         finally:
             self.stats.figures.add(sweep.stats)
+        self._left[job.device] = (sweep.stats.left, sweep.left_mtime)
         return sweep.stats.errors == 0

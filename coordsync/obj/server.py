@@ -4,6 +4,8 @@ Object routes (all signed, see :mod:`coordsync.common.signing`; paths
 built by :mod:`coordsync.common.direct_client`)::
 
     GET|HEAD  /healthcheck                          (unsigned)
+    GET|HEAD  /metrics                              (unsigned)
+    GET       /recon/<kind>                         (recon facts, JSON)
     PUT|GET|HEAD|DELETE /objects/<dev>/<part>/<account>/<container>/<obj>
     REPLICATE /objects/<dev>/<part>[/<suffix>-<suffix>...]
     GET       /object-suffixes/<dev>/<part>/<suffix>    (object listing)
@@ -28,6 +30,12 @@ The sync requests are described in :mod:`coordsync.obj.sync`; a pushed
 stream is written by :mod:`coordsync.obj.receiver`, the one code path
 for replicated writes.
 
+``/recon/<kind>`` serves :class:`~coordsync.common.recon.NodeFacts`
+(a worker's last pass, disk, quarantined, async, ringmd5, server): 404
+for a kind it does not know or has no data of. ``/healthcheck`` also
+answers 503 while ``mount_check`` is on and a device directory is not a
+mount point.
+
 Every path component is validated before anything touches a disk; a bad
 request gets a 4xx with a one-line reason and changes nothing. Writes
 carry ``X-Timestamp``; a write not newer than what is stored gets 409.
@@ -45,6 +53,7 @@ from oslo_log import log as logging
 from coordsync import concurrency
 from coordsync import exceptions
 from coordsync.common import direct_client
+from coordsync.common import recon
 from coordsync.common import signing
 from coordsync.common import storage_policy
 from coordsync.common import timestamp
@@ -61,6 +70,7 @@ from coordsync.obj import updates
 
 LOG = logging.getLogger(__name__)
 
+RECON = '/recon'
 MAX_ACCOUNT_LENGTH = layout.MAX_ACCOUNT_LENGTH
 MAX_CONTAINER_LENGTH = layout.MAX_CONTAINER_LENGTH
 MAX_OBJECT_LENGTH = layout.MAX_OBJECT_LENGTH
@@ -155,6 +165,14 @@ def parse_sync(parts):
         raise HTTPError(400, 'expected %s' % shape)
     args['action'] = parts[2] if len(parts) == 3 else None
     return args
+
+
+def parse_recon(parts):
+    """``/recon/<kind>``: one short lower-case word (no path, no dots)."""
+    if len(parts) != 1 or not recon.KIND_RE.match(parts[0]):
+        raise HTTPError(400, 'expected /recon/<kind>, one of: %s'
+                        % ', '.join(recon.KINDS))
+    return {'kind': parts[0]}
 
 
 # -- headers and disk errors --------------------------------------------------
@@ -645,6 +663,29 @@ class NodeServer(wsgi.NodeApp):
         self.add_routes(db_replication.DbSyncRoutes(
             self.manager, self.log, conf.hash_path_prefix,
             conf.hash_path_suffix).routes())
+        self.facts = recon.NodeFacts(conf)
+        self.add_routes([wsgi.Route(('GET',), RECON, self.recon,
+                                    parse_recon)])
+
+    def recon(self, req, args):
+        """One kind of recon facts of this node, as JSON."""
+        try:
+            found = concurrency.run_in_thread(self.facts.get, args['kind'])
+        except recon.NotFound as err:
+            raise HTTPError(404, str(err)) from None
+        except (OSError, ValueError) as err:
+            raise HTTPError(500, 'cannot read recon %s: %s'
+                            % (args['kind'], err)) from None
+        return wsgi.json_response(200, found)
+
+    def health_problems(self):
+        """The app's checks, and devices unmounted under mount_check."""
+        problems = super().health_problems()
+        unmounted = self.facts.unmounted()
+        if unmounted:
+            problems.append('device(s) not mounted: %s'
+                            % ', '.join(unmounted))
+        return problems
 
     def open(self):
         """Create what the server needs on disk, and remove temporary
