@@ -511,3 +511,108 @@ def test_validate_device_normalises():
         'port': 1, 'device': 'sdb', 'weight': 3})
     assert dev['weight'] == 3.0 and isinstance(dev['weight'], float)
     assert dev['removed'] is False
+
+
+# -- min_part_hours --------------------------------------------------------
+
+T0 = 1_700_000_000
+HOUR = 3600
+
+
+def test_second_rebalance_within_min_part_hours_moves_no_second_replica():
+    builder = make_builder(10, 3, grid(4, 1))
+    assert builder.min_part_hours == 1
+    builder.rebalance(now=T0)
+    first = builder.assignment
+    # The first placement is no move: nothing to copy yet.
+    assert builder.last_moved is None
+    builder.add_device('z4n0', '10.0.4.1', 6200, 'sda', 1.0, zone=4)
+    result = builder.rebalance(now=T0 + 60)
+    assert result.moved and not result.held_back
+    moved_at = builder.last_moved
+    assert {t for t in moved_at if t} == {T0 + 60}
+    after_add = columns(builder)
+    builder.set_weight(4, 3.0)
+    builder.add_device('z5n0', '10.0.5.1', 6200, 'sda', 2.0, zone=5)
+    for later in (120, 180, 59 * 60):
+        result = builder.rebalance(now=T0 + later)
+        assert result.held_back > 0
+        assert 0 < result.wait <= HOUR
+        assert max(moved_per_partition(first, builder.assignment)) == 1
+    # Partitions moved at T0 + 60 stayed where they went.
+    now = columns(builder)
+    for part, when in enumerate(moved_at):
+        if when:
+            assert now[part] == after_add[part]
+    # Once the hour has passed they may move again, a replica at a time:
+    # a few rounds reach the balance a fresh build has.
+    for hours in range(2, 8):
+        builder.rebalance(now=T0 + hours * HOUR)
+    assert builder.balance() < 1.0
+
+
+def test_min_part_hours_never_holds_replicas_on_removed_devices():
+    builder = make_builder(8, 3, grid(4, 1))
+    builder.rebalance(now=T0)
+    builder.add_device('z4n0', '10.0.4.1', 6200, 'sda', 1.0, zone=4)
+    builder.rebalance(now=T0 + 60)
+    builder.remove_device(0)
+    builder.set_weight(1, 0)
+    builder.rebalance(now=T0 + 120)
+    counts = builder.part_counts()
+    assert 0 not in counts and counts[1] == 0
+
+
+def test_pretend_and_zero_min_part_hours():
+    builder = make_builder(8, 3, grid(4, 1))
+    builder.rebalance(now=T0)
+    builder.add_device('z4n0', '10.0.4.1', 6200, 'sda', 1.0, zone=4)
+    builder.rebalance(now=T0)
+    builder.set_weight(4, 4.0)
+    assert builder.held_partitions(T0)
+    assert builder.rebalance(now=T0).held_back
+    builder.pretend_min_part_hours_passed()
+    assert builder.held_partitions(T0) == {}
+    builder.set_min_part_hours(0)
+    result = builder.rebalance(now=T0)
+    assert result.held_back == 0 and result.moved
+    with pytest.raises(exceptions.RingError, match='min_part_hours'):
+        builder.set_min_part_hours(-1)
+    with pytest.raises(exceptions.RingError, match='min_part_hours'):
+        RingBuilder(4, 1, min_part_hours=True)
+
+
+def test_min_part_hours_round_trip_and_validation(tmp_path):
+    builder = make_builder(6, 2, grid(3, 1))
+    builder.set_min_part_hours(5)
+    builder.rebalance(now=T0)
+    builder.add_device('z3n0', '10.0.3.1', 6200, 'sda', 1.0, zone=3)
+    builder.rebalance(now=T0 + 1)
+    path = str(tmp_path / 'r.ring')
+    builder.save(path)
+    loaded = RingBuilder.load(path)
+    assert loaded.min_part_hours == 5
+    assert loaded.last_moved == builder.last_moved
+    for key, value, message in (
+            ('last_moved', [1, 2], 'last_moved must be a list of 64'),
+            ('last_moved', 'x', 'last_moved must be a list'),
+            ('min_part_hours', 9999, 'min_part_hours must be an integer')):
+        _corrupt(path, _set(key, value))
+        with pytest.raises(exceptions.RingError, match=message):
+            RingBuilder.load(path)
+        # The read side ignores the builder's fields.
+        assert Ring(path).get_part_nodes(0)
+        builder.save(path)
+
+
+def test_tiers_and_device_balance():
+    builder = make_builder(6, 2, [('a', 1), ('b', 1), ('c', 2)])
+    assert builder.tiers() == []
+    builder.rebalance()
+    tiers = {(t['tier'], t['name']): t for t in builder.tiers()}
+    assert tiers[('region', '0')]['histogram'] == [0, 0, 64]
+    zone1 = tiers[('zone', '0/1')]
+    assert zone1['replicas'] == sum(builder.part_counts()[d] for d in (0, 1))
+    assert sum(zone1['histogram']) == 64
+    assert tiers[('node', 'c')]['max'] == 1
+    assert set(builder.device_balance()) == {0, 1, 2}

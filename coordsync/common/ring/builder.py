@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import random
+import time
 
 from coordsync import exceptions
 from coordsync.common import fsutil
@@ -17,6 +18,11 @@ MAX_BALANCE = 999.99
 # with; enough when a partner exists (most replicas qualify), and cheap
 # when zone weights force the doubling and none does.
 SPREAD_TRIES = 64
+# Swift's default: replication has an hour to copy a moved partition
+# before a rebalance may move another replica of it.
+DEFAULT_MIN_PART_HOURS = 1
+# A year: beyond that the setting is a typo, not a policy.
+MAX_MIN_PART_HOURS = 8760
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,12 +33,17 @@ class RebalanceResult:
     first rebalance, which places everything); ``balance`` is the
     largest deviation, in percent, of a device's partition count from
     its weight-proportional share; ``undispersed`` counts partitions
-    whose replicas share a zone although the ring has enough zones.
+    whose replicas share a zone although the ring has enough zones;
+    ``held_back`` counts partition-replicas left on a device above its
+    target because ``min_part_hours`` holds their partition, and
+    ``wait`` is how many seconds until the first of them may move.
     """
 
     moved: int
     balance: float
     undispersed: int
+    held_back: int = 0
+    wait: float = 0.0
 
 
 class RingBuilder:
@@ -74,6 +85,18 @@ class RingBuilder:
     Weights win over dispersion: they are capacity, and a full disk is
     worse than two copies in one zone. Nodes are never shared.
 
+    **min_part_hours.** The builder records when each partition last
+    moved (``last_moved``, epoch seconds; 0 for never, as the first
+    placement is no move: there is nothing to copy yet). Until
+    ``min_part_hours`` have passed since, no replica of that partition
+    is moved again, and one rebalance moves at most one replica of a
+    partition: replication gets the time to copy the first move before
+    a second copy leaves. Replicas on removed or weightless devices
+    are the exception and always move (Swift does the same). What is
+    held back leaves its device above target; a later rebalance
+    finishes the job (``pretend_min_part_hours_passed`` skips the
+    wait). ``min_part_hours = 0`` disables all of this.
+
     Example: ``part_power=10, replicas=3`` over devices of weight 1, 1,
     2 and 2, one per node, on nodes in zones 1, 1, 2 and 3. The 3072
     partition-replicas split 512/512/1024/1024: every partition gets one
@@ -94,26 +117,43 @@ class RingBuilder:
     serving its partitions until the next rebalance moves them away.
     """
 
-    def __init__(self, part_power, replicas, devices=(), assignment=None):
-        self._install(ring.validate_ring_data({
+    def __init__(self, part_power, replicas, devices=(), assignment=None,
+                 *, min_part_hours=DEFAULT_MIN_PART_HOURS, last_moved=None):
+        self._install({
             'format': ring.FORMAT, 'version': ring.VERSION,
             'part_power': part_power, 'replicas': replicas,
-            'devices': list(devices), 'assignment': assignment}))
+            'devices': list(devices), 'assignment': assignment,
+            'min_part_hours': min_part_hours, 'last_moved': last_moved})
 
     @classmethod
     def load(cls, path):
-        """Load a builder from a ring file (validated like any ring)."""
-        data, _stamp = ring.read_ring_file(path)
+        """Load a builder from a ring file (validated like any ring).
+
+        A file written before ``min_part_hours`` existed loads with the
+        default and every partition "moved long ago".
+        """
+        raw, _stamp = ring.read_ring_json(path)
         builder = cls.__new__(cls)
-        builder._install(data)
+        try:
+            builder._install(raw)
+        except exceptions.RingError as err:
+            raise exceptions.RingError('invalid ring file %s: %s' % (
+                path, err)) from err
         return builder
 
-    def _install(self, data):
+    def _install(self, raw):
+        data = ring.validate_ring_data(raw)
+        min_part_hours = check_min_part_hours(
+            raw.get('min_part_hours', DEFAULT_MIN_PART_HOURS))
+        last_moved = _check_last_moved(raw.get('last_moved'),
+                                       2 ** data['part_power'])
         self.part_power = data['part_power']
         self.replicas = data['replicas']
         self.partition_count = 2 ** self.part_power
         self._devices = {dev['id']: dev for dev in data['devices']}
         self._rows = data['assignment']
+        self.min_part_hours = min_part_hours
+        self._last_moved = last_moved
 
     @property
     def devices(self):
@@ -125,11 +165,41 @@ class RingBuilder:
         """Device ids per replica per partition, or None before rebalance."""
         return None if self._rows is None else [list(r) for r in self._rows]
 
+    @property
+    def last_moved(self):
+        """Epoch seconds of each partition's last move (0: never), or
+        None when no partition has moved since the first placement."""
+        return None if self._last_moved is None else list(self._last_moved)
+
     def to_dict(self):
         """The ring file contents as a JSON-able dict."""
         return {'format': ring.FORMAT, 'version': ring.VERSION,
                 'part_power': self.part_power, 'replicas': self.replicas,
-                'devices': self.devices, 'assignment': self.assignment}
+                'min_part_hours': self.min_part_hours,
+                'devices': self.devices, 'assignment': self.assignment,
+                'last_moved': self.last_moved}
+
+    def set_min_part_hours(self, hours):
+        """Change how long a moved partition is held in place."""
+        self.min_part_hours = check_min_part_hours(hours)
+
+    def pretend_min_part_hours_passed(self):
+        """Forget every partition's last move (as Swift's command does).
+
+        For an operator who knows replication has caught up, or a test.
+        """
+        self._last_moved = None
+
+    def held_partitions(self, now=None):
+        """Partitions moved less than ``min_part_hours`` before ``now``,
+        with the epoch second at which each may move again."""
+        if self._last_moved is None or not self.min_part_hours:
+            return {}
+        now = time.time() if now is None else now
+        hold = self.min_part_hours * 3600
+        return {part: moved + hold
+                for part, moved in enumerate(self._last_moved)
+                if moved and now < moved + hold}
 
     def save(self, path):
         """Write the ring file atomically (tmp file, fsync, rename)."""
@@ -181,13 +251,15 @@ class RingBuilder:
             raise exceptions.RingError(
                 'no device with id %r' % (dev_id,)) from None
 
-    def rebalance(self, seed=0):
+    def rebalance(self, seed=0, now=None):
         """Assign partitions to devices; see the class docstring.
 
         Raises RingError (and changes nothing) when there are fewer
-        nodes with weighted devices than replicas. The same ring and
-        seed always give the same result.
+        nodes with weighted devices than replicas. The same ring, seed
+        and ``now`` (epoch seconds, default the clock: it decides what
+        ``min_part_hours`` holds) always give the same result.
         """
+        now = int(time.time() if now is None else now)
         eligible = [dev for dev in self._devices.values()
                     if dev['weight'] > 0 and not dev['removed']]
         nodes = len({dev['node'] for dev in eligible})
@@ -195,16 +267,33 @@ class RingBuilder:
             raise exceptions.RingError('replicas (%d) > nodes (%d)' % (
                 self.replicas, nodes))
         old = self._rows
+        held = self.held_partitions(now)
         targets = _targets(eligible, self.partition_count, self.replicas)
-        self._rows = _Rebalance(self._devices, targets, old, seed).run(
-            self.partition_count, self.replicas)
+        plan = _Rebalance(self._devices, targets, old, seed, frozen=held,
+                          one_per_part=self.min_part_hours > 0)
+        self._rows = plan.run(self.partition_count, self.replicas)
         self._devices = {dev_id: dev for dev_id, dev in self._devices.items()
                          if not dev['removed']}
-        moved = 0 if old is None else sum(
-            a != b for old_row, row in zip(old, self._rows, strict=True)
-            for a, b in zip(old_row, row, strict=True))
+        moved = 0
+        if old is not None:
+            last_moved = self._last_moved or [0] * self.partition_count
+            for part, (old_col, col) in enumerate(zip(
+                    zip(*old, strict=True), zip(*self._rows, strict=True),
+                    strict=True)):
+                changed = sum(a != b for a, b in zip(old_col, col,
+                                                     strict=True))
+                if changed:
+                    moved += changed
+                    last_moved[part] = now
+            if moved:
+                self._last_moved = last_moved
+        held_back, free_at = plan.held_back(
+            held, now + self.min_part_hours * 3600)
         return RebalanceResult(moved=moved, balance=self.balance(),
-                               undispersed=self.undispersed())
+                               undispersed=self.undispersed(),
+                               held_back=held_back,
+                               wait=max(free_at - now, 0) if held_back
+                               else 0.0)
 
     def part_counts(self):
         """Partition-replicas held per device id (0 for every device)."""
@@ -236,6 +325,56 @@ class RingBuilder:
                 return MAX_BALANCE
         return min(worst, MAX_BALANCE)
 
+    def device_balance(self):
+        """Signed % deviation of each device from its ideal, by id."""
+        counts = self.part_counts()
+        result = {}
+        for dev_id, ideal in self.ideal_parts().items():
+            if ideal:
+                result[dev_id] = min(max(
+                    (counts[dev_id] - ideal) * 100.0 / ideal,
+                    -MAX_BALANCE), MAX_BALANCE)
+            else:
+                result[dev_id] = MAX_BALANCE if counts[dev_id] else 0.0
+        return result
+
+    def tiers(self):
+        """How the replicas of each partition spread over each tier.
+
+        A list of ``{'tier': 'region'|'zone'|'node', 'name': ...,
+        'replicas': partition-replicas in it, 'max': most replicas of
+        one partition in it, 'histogram': [partitions with 0, 1, ...
+        replicas in it]}``, regions first, then zones, then nodes.
+        Empty before the first rebalance. Like the tier table of
+        ``swift-ring-builder FILE dispersion``.
+        """
+        if self._rows is None:
+            return []
+        keys = {dev_id: (('region', str(dev['region'])),
+                         ('zone', '%d/%d' % (dev['region'], dev['zone'])),
+                         ('node', dev['node']))
+                for dev_id, dev in self._devices.items()}
+        histograms = collections.defaultdict(
+            lambda: [0] * (self.replicas + 1))
+        for dev_ids in zip(*self._rows, strict=True):
+            counts = collections.Counter(
+                key for dev_id in dev_ids for key in keys[dev_id])
+            for key, count in counts.items():
+                histograms[key][count] += 1
+        report = []
+        order = {'region': 0, 'zone': 1, 'node': 2}
+        for key in sorted(histograms, key=lambda k: (order[k[0]], k[1])):
+            histogram = histograms[key]
+            histogram[0] = self.partition_count - sum(histogram[1:])
+            report.append({
+                'tier': key[0], 'name': key[1],
+                'replicas': sum(n * parts
+                                for n, parts in enumerate(histogram)),
+                'max': max(n for n, parts in enumerate(histogram)
+                           if parts),
+                'histogram': histogram})
+        return report
+
     def undispersed(self):
         """Partitions whose replicas share a zone that need not."""
         if self._rows is None:
@@ -247,6 +386,26 @@ class RingBuilder:
         wanted = min(self.replicas, len(zones))
         return sum(len({zone_of[dev_id] for dev_id in dev_ids}) < wanted
                    for dev_ids in zip(*self._rows, strict=True))
+
+
+def check_min_part_hours(value):
+    """``value`` if it is a valid min_part_hours, else RingError."""
+    if (type(value) is not int or not
+            0 <= value <= MAX_MIN_PART_HOURS):
+        raise exceptions.RingError(
+            'min_part_hours must be an integer 0..%d, got %s' % (
+                MAX_MIN_PART_HOURS, ring._brief(value)))
+    return value
+
+
+def _check_last_moved(value, part_count):
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != part_count
+            or not all(type(when) is int and when >= 0 for when in value)):
+        raise exceptions.RingError(
+            'last_moved must be a list of %d integers >= 0' % part_count)
+    return list(value)
 
 
 def _targets(eligible, part_count, replicas):
@@ -333,7 +492,8 @@ class _Rebalance:
     far; ``rows`` is the new assignment being built (None = unplaced).
     """
 
-    def __init__(self, devices, targets, old, seed):
+    def __init__(self, devices, targets, old, seed, frozen=(),
+                 one_per_part=False):
         self.tiers = {dev_id: (dev['region'], (dev['region'], dev['zone']),
                                dev['node'])
                       for dev_id, dev in devices.items()}
@@ -341,6 +501,10 @@ class _Rebalance:
         self.want = dict(targets)
         self.old = old
         self.seed = seed
+        # Partitions min_part_hours holds, and whether a partition may
+        # have only one replica moved by choice in one rebalance.
+        self.frozen = frozen
+        self.one_per_part = one_per_part
 
     def run(self, part_count, replicas):
         self.rows = [[None] * part_count for _ in range(replicas)]
@@ -404,13 +568,54 @@ class _Rebalance:
         for dev_id in sorted(self.want, key=lambda d: (self.want[d], d)):
             if self.want[dev_id] >= 0:
                 break
-            slots = sorted(by_device[dev_id], key=lambda slot: (
+            free = [slot for slot in by_device[dev_id]
+                    if not self._held(slot[0], shed_parts)]
+            slots = sorted(free, key=lambda slot: (
                 slot[0] in shed_parts,
                 not self._takers(slot[0], slot[1], wanting),
                 not self._doubled(slot[0], slot[1])))
             for part, replica in slots[:-self.want[dev_id]]:
                 self._unassign(part, replica)
                 shed_parts.add(part)
+
+    def _held(self, part, moving):
+        """May no (more) replica of ``part`` move by choice?
+
+        ``moving`` holds the partitions with a replica moving already.
+        """
+        return part in self.frozen or (self.one_per_part
+                                       and part in moving)
+
+    def _movable(self, part, replica):
+        """Can this replica move now (in the fix and spread steps)?"""
+        if self.old is None or self._moved(part, replica):
+            return True
+        if part in self.frozen:
+            return False
+        return not (self.one_per_part and any(
+            self._moved(part, other) for other in range(len(self.rows))
+            if other != replica))
+
+    def held_back(self, frozen, later):
+        """``(count, epoch second)``: replicas left on devices above
+        target because their partition is held, and when the first of
+        them may move (``later`` for a partition moved now)."""
+        count, free_at = 0, None
+        over = {dev_id: -want for dev_id, want in self.want.items()
+                if want < 0}
+        if not over or self.old is None:
+            return 0, 0
+        for part in self.order:
+            for replica, row in enumerate(self.rows):
+                dev_id = row[part]
+                if (over.get(dev_id, 0) > 0
+                        and not self._movable(part, replica)):
+                    over[dev_id] -= 1
+                    count += 1
+                    when = frozen.get(part, later)
+                    free_at = when if free_at is None else min(free_at,
+                                                               when)
+        return count, free_at or 0
 
     def _takers(self, part, replica, nodes):
         """Could a device on one of ``nodes`` take this replica?"""
@@ -485,7 +690,9 @@ class _Rebalance:
 
     def _can_move(self, part, replica, dev_id, keep_spread):
         current = self.rows[replica][part]
-        if self.want[current] >= 0 or not self._node_free(
+        if self.want[current] >= 0 or not self._movable(part, replica):
+            return False
+        if not self._node_free(
                 part, dev_id, skip=replica):
             return False
         others = self._holders(part, skip=replica)
@@ -561,7 +768,8 @@ def _dumps(data):
     Readable in an editor and in diffs, without one line per partition.
     """
     head = {key: data[key] for key in
-            ('format', 'version', 'part_power', 'replicas')}
+            ('format', 'version', 'part_power', 'replicas',
+             'min_part_hours') if key in data}
     lines = ['{']
     lines += ['  %s: %s,' % (json.dumps(k), json.dumps(v))
               for k, v in head.items()]
@@ -577,6 +785,10 @@ def _dumps(data):
             '    ' + json.dumps(row, separators=(',', ':'))
             for row in data['assignment']))
         lines.append('  ]')
+    if 'last_moved' in data:
+        lines[-1] += ','
+        lines.append('  "last_moved": %s' % json.dumps(
+            data['last_moved'], separators=(',', ':')))
     lines.append('}')
     return '\n'.join(line for line in lines if line) + '\n'
 

@@ -10,7 +10,10 @@ A ring file is one versioned JSON document::
      "assignment": [[dev id of replica 0 for each partition],
                     [dev id of replica 1 for each partition], ...]}
 
-``assignment`` is ``null`` until the first rebalance. A device marked
+``assignment`` is ``null`` until the first rebalance. The builder also
+keeps ``min_part_hours`` and ``last_moved`` (when each partition last
+moved) in the file; the read side ignores both, and files without them
+load as "moved long ago". A device marked
 ``removed`` keeps serving its partitions until the next rebalance, which
 moves them away and drops the device. The same file is what the builder
 edits and what every daemon reads, so everything in it is validated on
@@ -38,6 +41,9 @@ MAX_NAME_LENGTH = 255
 
 _TOP_KEYS = frozenset(('format', 'version', 'part_power', 'replicas',
                        'devices', 'assignment'))
+# NOTE: the builder's own fields; daemons ignore them (not validated
+# here, so a builder detail can never stop a node from loading a ring).
+BUILDER_KEYS = frozenset(('min_part_hours', 'last_moved'))
 _DEVICE_KEYS = frozenset(('id', 'region', 'zone', 'node', 'ip', 'port',
                           'device', 'weight', 'removed'))
 _SAFE_NAME = re.compile(r'[A-Za-z0-9_.-]+')
@@ -181,7 +187,7 @@ def validate_ring_data(data):
         _fail('unsupported ring version %s (this coordsync reads %d)',
               _brief(version), VERSION)
     missing = sorted(_TOP_KEYS - data.keys())
-    unknown = sorted(data.keys() - _TOP_KEYS)
+    unknown = sorted(data.keys() - _TOP_KEYS - BUILDER_KEYS)
     if missing or unknown:
         _fail('missing fields %s, unknown fields %s', missing, unknown)
     part_power = _check_int(data['part_power'], 'part_power', 1,
@@ -202,6 +208,16 @@ def read_ring_file(path):
     the file that was read (taken from the open file, so a concurrent
     atomic replace cannot pair new contents with an old stamp).
     """
+    raw, stamp = read_ring_json(path)
+    try:
+        return validate_ring_data(raw), stamp
+    except exceptions.RingError as err:
+        raise exceptions.RingError('invalid ring file %s: %s' % (
+            path, err)) from err
+
+
+def read_ring_json(path):
+    """``(decoded JSON, stamp)`` of a ring file, not validated yet."""
     try:
         with open(path, 'rb') as ring_file:
             stamp = _stamp(os.fstat(ring_file.fileno()))
@@ -210,17 +226,13 @@ def read_ring_file(path):
         raise exceptions.RingError('cannot read ring file %s: %s' % (
             path, err.strerror or err)) from err
     try:
-        data = json.loads(raw)
+        return json.loads(raw), stamp
     # NOTE: ValueError covers bad JSON, bad UTF-8 and over-long numbers;
     # absurd nesting raises RecursionError.
     except (ValueError, RecursionError) as err:
-        raise exceptions.RingError('ring file %s is not valid JSON: %s' % (
-            path, err)) from err
-    try:
-        return validate_ring_data(data), stamp
-    except exceptions.RingError as err:
-        raise exceptions.RingError('invalid ring file %s: %s' % (
-            path, err)) from err
+        raise exceptions.RingError(
+            'not a ring file: %s is not valid JSON: %s' % (
+                path, err)) from err
 
 
 def _stamp(stat):
