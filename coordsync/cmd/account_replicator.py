@@ -16,11 +16,14 @@ import sys
 from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'account-replicator'
+DESCRIPTION = ('Replicate the account databases of this node, sharing '
+               'the work with the other nodes through distributed locks.')
 
 
 def main(argv=None):
     return replicator_cmd.run_worker(
-        NAME, 'coordsync-account-replicator', argv)
+        NAME, 'coordsync-account-replicator', argv,
+        description=DESCRIPTION)
 
 
 if __name__ == '__main__':

@@ -39,8 +39,11 @@ def _add_parsers(subparsers):
                                 help='write the body here, not stdout')
 
 
+DESCRIPTION = ('Put, get, head or delete one object on the cluster, '
+               'talking to the node servers directly.')
 COMMAND_OPT = cfg.SubCommandOpt('command', handler=_add_parsers,
-                                title='Commands')
+                                title='Commands',
+                                help='What to do with the object.')
 POLICY_OPT = cfg.StrOpt('policy', metavar='NAME|INDEX',
                         help='The storage policy of the object (its name '
                              'or index; default: the default policy). '
@@ -105,6 +108,7 @@ def run(conf, objects):
 def main(argv=None):
     concurrency.monkey_patch()
     conf = service.prepare_service(argv, prog='coordsync-client',
+                                   description=DESCRIPTION,
                                    cli_opts=[POLICY_OPT, COMMAND_OPT])
     try:
         policy = choose_policy(conf, conf.policy)

@@ -16,11 +16,14 @@ import sys
 from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'container-replicator'
+DESCRIPTION = ('Replicate the container databases of this node, sharing '
+               'the work with the other nodes through distributed locks.')
 
 
 def main(argv=None):
     return replicator_cmd.run_worker(
-        NAME, 'coordsync-container-replicator', argv)
+        NAME, 'coordsync-container-replicator', argv,
+        description=DESCRIPTION)
 
 
 if __name__ == '__main__':

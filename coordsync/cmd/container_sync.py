@@ -18,10 +18,13 @@ import sys
 from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'container-sync'
+DESCRIPTION = ('Send the rows of containers marked X-Container-Sync-To '
+               'to their peer containers in other clusters.')
 
 
 def main(argv=None):
-    return replicator_cmd.run_worker(NAME, 'coordsync-container-sync', argv)
+    return replicator_cmd.run_worker(NAME, 'coordsync-container-sync', argv,
+                                     description=DESCRIPTION)
 
 
 if __name__ == '__main__':

@@ -25,6 +25,9 @@ from oslo_config import cfg
 from coordsync import service
 from coordsync.common import fencing
 
+DESCRIPTION = ('List or reset the highest fencing token this node\'s '
+               'servers accepted per locked item.')
+
 
 def _add_parsers(subparsers):
     for name, help_text in (
@@ -49,6 +52,7 @@ CLI_OPTS = [
 
 def main(argv=None):
     conf = service.prepare_service(argv, prog='coordsync-fences',
+                                   description=DESCRIPTION,
                                    cli_opts=CLI_OPTS)
     store = fencing.TokenStore(conf.server.fence_db)
     action = conf.action

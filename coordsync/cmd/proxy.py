@@ -18,6 +18,9 @@ from coordsync.common import daemon
 from coordsync.common import wsgi
 from coordsync.proxy import server
 
+DESCRIPTION = ('Serve the Swift-compatible object storage API, talking to '
+               'the node servers the rings name.')
+
 
 class ProxyService:
     """Serves the proxy app in a green thread (start/stop)."""
@@ -50,7 +53,8 @@ class ProxyService:
 
 def main(argv=None):
     concurrency.monkey_patch()
-    conf = service.prepare_service(argv, prog='coordsync-proxy')
+    conf = service.prepare_service(argv, prog='coordsync-proxy',
+                                   description=DESCRIPTION)
     try:
         app = server.ProxyApp.from_conf(conf)
     except exceptions.CoordsyncError as err:

@@ -23,10 +23,14 @@ import sys
 from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'reconciler'
+DESCRIPTION = ('Move objects written under the wrong storage policy into '
+               'their container\'s policy, from the .misplaced_objects '
+               'queue.')
 
 
 def main(argv=None):
-    return replicator_cmd.run_worker(NAME, 'coordsync-reconciler', argv)
+    return replicator_cmd.run_worker(NAME, 'coordsync-reconciler', argv,
+                                     description=DESCRIPTION)
 
 
 if __name__ == '__main__':

@@ -23,6 +23,8 @@ from coordsync import service
 from coordsync.common import daemon
 
 NAME = 'object-replicator'
+DESCRIPTION = ('Replicate the object partitions of this node, sharing '
+               'the work with the other nodes through distributed locks.')
 
 CLI_OPTS = [
     cfg.BoolOpt('once', default=False, help='Run one pass and exit.'),
@@ -33,10 +35,14 @@ CLI_OPTS = [
                      'nodes plan alike.'),
     # NOTE: dest differs from the option name: [DEFAULT] devices exists.
     cfg.ListOpt('devices', dest='override_devices', default=[],
-                help='Only these local devices (comma separated).'),
+                metavar='DEV[,DEV...]',
+                help='Work only on these devices of this node, by name '
+                     '(e.g. sdb,sdc); default: all of them.'),
     cfg.ListOpt('partitions', dest='override_partitions', default=[],
                 item_type=cfg.types.Integer(min=0),
-                help='Only these partitions (comma separated).'),
+                metavar='PART[,PART...]',
+                help='Work only on these partition numbers (e.g. 3,17); '
+                     'default: all of them.'),
 ]
 
 
@@ -45,14 +51,17 @@ def filters(conf):
             'partitions': set(conf.override_partitions)}
 
 
-def run_worker(name, prog, argv=None, cli_opts=None, make_filters=None):
+def run_worker(name, prog, argv=None, cli_opts=None, make_filters=None,
+               description=None):
     """Run worker ``name`` as command ``prog`` (one pass with
     ``--once``); its exit status. The object replicator's options and
     filters unless others are given (every worker command has
-    ``--once`` and ``--wait-for-peers``)."""
+    ``--once`` and ``--wait-for-peers``); ``description`` is the one
+    sentence --help starts with."""
     concurrency.monkey_patch()
     conf = service.prepare_service(
-        argv, prog=prog, cli_opts=CLI_OPTS if cli_opts is None else cli_opts)
+        argv, prog=prog, description=description,
+        cli_opts=CLI_OPTS if cli_opts is None else cli_opts)
     try:
         coordinator, (worker,) = daemons.make_workers(conf, [name])
     except exceptions.CoordsyncError as err:
@@ -65,7 +74,8 @@ def run_worker(name, prog, argv=None, cli_opts=None, make_filters=None):
 
 
 def main(argv=None):
-    return run_worker(NAME, 'coordsync-replicator', argv)
+    return run_worker(NAME, 'coordsync-replicator', argv,
+                      description=DESCRIPTION)
 
 
 if __name__ == '__main__':

@@ -18,10 +18,15 @@ from coordsync.common import storage_policy
 from coordsync.common import wsgi
 from coordsync.obj import server
 
+DESCRIPTION = ('Run one node: serve its objects, containers and accounts '
+               'to the other nodes, and run its configured workers in the '
+               'coordination group.')
+
 
 def main(argv=None):
     concurrency.monkey_patch()
-    conf = service.prepare_service(argv, prog='coordsync-server')
+    conf = service.prepare_service(argv, prog='coordsync-server',
+                                   description=DESCRIPTION)
     try:
         # NOTE: a node declaring a policy it has no ring for would serve
         # objects no replicator can place. Without declarations (policy
@@ -46,6 +51,8 @@ def main(argv=None):
     # NOTE: token-less replication writes are refused into a partition
     # whose lock another member holds, as far as this node can tell.
     app.lock_holder = coordinator.lock_holder
+    # NOTE: /healthcheck fails when coordination is out of reach too long.
+    app.coordinator = coordinator
     try:
         return daemon.run_workers(conf, coordinator, workers, services)
     except OSError as err:

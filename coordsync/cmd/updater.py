@@ -19,6 +19,9 @@ from oslo_config import cfg
 from coordsync.cmd import replicator as replicator_cmd
 
 NAME = 'object-updater'
+DESCRIPTION = ('Send the container updates that object writes on this '
+               'node left pending (async pendings) to the container '
+               'servers.')
 
 CLI_OPTS = [
     cfg.BoolOpt('once', default=False, help='Run one sweep and exit.'),
@@ -28,7 +31,9 @@ CLI_OPTS = [
                      'group.'),
     # NOTE: dest differs from the option name: [DEFAULT] devices exists.
     cfg.ListOpt('devices', dest='override_devices', default=[],
-                help='Only these local devices (comma separated).'),
+                metavar='DEV[,DEV...]',
+                help='Sweep only these devices of this node, by name '
+                     '(e.g. sdb,sdc); default: all of them.'),
 ]
 
 
@@ -38,7 +43,8 @@ def filters(conf):
 
 def main(argv=None):
     return replicator_cmd.run_worker(NAME, 'coordsync-object-updater', argv,
-                                     CLI_OPTS, filters)
+                                     CLI_OPTS, filters,
+                                     description=DESCRIPTION)
 
 
 if __name__ == '__main__':
