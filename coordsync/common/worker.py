@@ -315,6 +315,7 @@ class Worker:
         self._owned = ()
         self._passed_at = {}
         self._last_duration = 0.0
+        self._passing = False
 
     # -- what a daemon declares -------------------------------------------
 
@@ -635,6 +636,7 @@ class Worker:
         self.log.info('%s %d (%s): %d of %d %s to try', self.pass_title,
                       self.passes, mode, len(planned), len(jobs),
                       self.item_noun)
+        self._passing = True
         self._publish(RUNNING)
         reporter = concurrency.spawn(self._report_periodically)
         try:
@@ -643,6 +645,7 @@ class Worker:
                 self._retry_busy()
                 self._sweep(jobs, planned)
         finally:
+            self._passing = False
             concurrency.kill(reporter)
         self.coordinator.flush_releases()
         self.stats.peer_errors = sum(self.peer_errors.counts.values())
@@ -675,8 +678,12 @@ class Worker:
         duration); an item never finished counts from this worker's
         start."""
         now = time.time() if now is None else now
-        horizon = self.wconf.backlog_intervals * (self.wconf.run_pause
-                                                  + self._last_duration)
+        # NOTE: a pass running longer than the last one (the first pass
+        # of a node) stretches the interval: its items are not late yet.
+        running = (now - self.stats.started
+                   if self.stats is not None and self._passing else 0.0)
+        horizon = self.wconf.backlog_intervals * (
+            self.wconf.run_pause + max(self._last_duration, running))
         ages = [now - self._passed_at.get(key, self._born)
                 for key in self._owned]
         late = [age for age in ages if age > horizon]

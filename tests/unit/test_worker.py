@@ -534,3 +534,22 @@ def test_backlog_counts_owned_items_not_passed_in_time(conf):
     progress = coordinator.progress['toy']
     assert progress['last_pass']['ended_at'] >= progress['last_pass'][
         'started_at']
+
+
+def test_a_pass_longer_than_the_last_stretches_the_backlog_interval(conf):
+    conf.set_override('run_pause', 1.0, group='replicator')
+    seen = []
+
+    def work(job, grant):
+        # the first pass of a node: nothing finished yet, 10 s running
+        toy.stats.started -= 10.0
+        seen.append(toy.backlog())
+        return True
+    toy = Toy(conf, FakeCoordinator(), single_owner(2), work)
+    toy.run_once()
+    assert seen[0][0] == 0 and seen[1][0] == 0
+    # the same ages with no pass running are late (3 x 1 s)
+    toy._passed_at.clear()
+    toy._last_duration = 0.0
+    toy._born -= 10.0
+    assert toy.backlog()[0] == 2
