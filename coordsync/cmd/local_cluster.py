@@ -61,6 +61,7 @@ from coordsync import exceptions
 from coordsync.common import ring as ring_mod
 from coordsync.common import storage_policy
 from coordsync.common.ring import builder as ring_builder
+from coordsync.conf import worker as worker_conf
 
 DEFAULT_WORKDIR = 'local-cluster'
 META = 'cluster.json'
@@ -68,14 +69,7 @@ CONTAINER_RING = 'container.ring.json'
 ACCOUNT_RING = 'account.ring.json'
 # What each node server runs unless --replicate-every 0, and the option
 # group of each (its pause between passes is --replicate-every).
-BACKGROUND_WORKERS = {
-    'object-replicator': 'replicator',
-    'object-updater': 'object-updater',
-    'container-replicator': 'container-replicator',
-    'account-replicator': 'account-replicator',
-    'container-sync': 'container-sync',
-    'reconciler': 'reconciler',
-}
+BACKGROUND_WORKERS = worker_conf.WORKER_GROUPS
 # Names of the storage policies a local cluster declares, by index;
 # beyond these, Policy-<index> (what an unnamed policy is called).
 POLICY_NAMES = ('gold', 'silver', 'bronze')

@@ -16,6 +16,7 @@ counters end in ``_total`` once exposed, durations are in seconds.
 import threading
 
 import prometheus_client
+from prometheus_client import parser
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
@@ -120,6 +121,17 @@ class Metrics:
     def render(self):
         """The text exposition format, as bytes."""
         return prometheus_client.generate_latest(self.registry)
+
+
+def parse(text):
+    """``{(sample name, frozenset(labels.items())): value}`` of a
+    scrape in the text format (for tests and tools that read one)."""
+    found = {}
+    for family in parser.text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = (
+                sample.value)
+    return found
 
 
 _lock = threading.Lock()

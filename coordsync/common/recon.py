@@ -49,15 +49,7 @@ from coordsync.conf import worker as worker_conf
 from coordsync.obj import updates
 
 WORKERS = worker_conf.WORKERS
-# The option group of each worker (its recon_cache_path).
-WORKER_GROUPS = {
-    'object-replicator': 'replicator',
-    'object-updater': 'object-updater',
-    'container-replicator': 'container-replicator',
-    'account-replicator': 'account-replicator',
-    'container-sync': 'container-sync',
-    'reconciler': 'reconciler',
-}
+WORKER_GROUPS = worker_conf.WORKER_GROUPS
 FACT_KINDS = ('disk', 'quarantined', 'async', 'ringmd5', 'server')
 KINDS = WORKERS + FACT_KINDS
 KIND_RE = re.compile(r'[a-z][a-z0-9-]{0,63}\Z')

@@ -10,12 +10,16 @@ from oslo_config import types
 
 # Names of the daemons built on coordsync.common.worker; each is also a
 # role in the coordination group and a key of the published progress.
-WORKERS = ('object-replicator',
-           'object-updater',
-           'container-replicator',
-           'account-replicator',
-           'container-sync',
-           'reconciler',)
+# The option group of each is its value (with its recon_cache_path).
+WORKER_GROUPS = {
+    'object-replicator': 'replicator',
+    'object-updater': 'object-updater',
+    'container-replicator': 'container-replicator',
+    'account-replicator': 'account-replicator',
+    'container-sync': 'container-sync',
+    'reconciler': 'reconciler',
+}
+WORKERS = tuple(WORKER_GROUPS)
 
 SERVER_WORKER_OPTS = [
     cfg.ListOpt('workers',

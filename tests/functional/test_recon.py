@@ -16,8 +16,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client import parser
 
+from coordsync.common import metrics
 from tests.functional import harness
 from tests.functional import nodes
 
@@ -76,13 +76,7 @@ def stats_line(cluster, node, worker):
 
 
 def metric_samples(body):
-    found = {}
-    for family in parser.text_string_to_metric_families(
-            body.decode('utf-8')):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = \
-                sample.value
-    return found
+    return metrics.parse(body.decode('utf-8'))
 
 
 def sample(found, name, **labels):

@@ -1,7 +1,6 @@
 """/metrics of the node API, and what the app counts in it."""
 
 import pytest
-from prometheus_client import parser
 
 from coordsync.common import fencing
 from coordsync.common import metrics
@@ -18,14 +17,7 @@ def app(conf, manager):
 
 
 def samples(body):
-    """``{(name, frozenset(labels.items())): value}`` of a scrape."""
-    found = {}
-    for family in parser.text_string_to_metric_families(
-            body.decode('utf-8')):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = \
-                sample.value
-    return found
+    return metrics.parse(body.decode('utf-8'))
 
 
 def value(found, name, **labels):
