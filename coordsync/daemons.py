@@ -7,6 +7,7 @@ its own (``coordsync-replicator`` runs ``object-replicator``).
 from coordsync.common import coordination
 from coordsync.container import replicator as db_replicator
 from coordsync.container import updater
+from coordsync.obj import auditor
 from coordsync.obj import replicator
 from coordsync.reconciler import daemon as reconciler_daemon
 from coordsync.sync import daemon as sync_daemon
@@ -19,6 +20,7 @@ WORKER_CLASSES = {
     db_replicator.AccountReplicator.name: db_replicator.AccountReplicator,
     sync_daemon.ContainerSync.name: sync_daemon.ContainerSync,
     reconciler_daemon.Reconciler.name: reconciler_daemon.Reconciler,
+    auditor.ObjectAuditor.name: auditor.ObjectAuditor,
 }
 
 

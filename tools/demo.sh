@@ -99,7 +99,8 @@ import sys
 import time
 
 WORKERS = ('object-replicator', 'object-updater', 'container-replicator',
-           'account-replicator', 'container-sync', 'reconciler')
+           'account-replicator', 'container-sync', 'reconciler',
+           'object-auditor')
 # What a worker did, from the figures in its recon file.
 DB_FIGURES = [('dbs_pushed', 'DBs pushed whole'),
               ('dbs_fetched', 'DBs fetched whole'),
@@ -121,6 +122,9 @@ FIGURES = {
     'reconciler': [('moved', 'misplaced objects moved'),
                    ('already_right', 'entries already right'),
                    ('tombstones', 'tombstones thrown')],
+    'object-auditor': [('files_checked', 'object files checked'),
+                       ('dbs_checked', 'databases checked'),
+                       ('quarantined', 'damaged files quarantined')],
 }
 
 

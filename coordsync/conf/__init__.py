@@ -6,6 +6,7 @@ registered at import time: :func:`register_opts` wires every area onto the
 ConfigOpts that ``main()`` creates and passes down.
 """
 
+from coordsync.conf import auditor
 from coordsync.conf import cluster
 from coordsync.conf import container
 from coordsync.conf import container_sync
@@ -23,6 +24,7 @@ AREAS = (node, cluster, coordination, worker, replicator, status,
          container, proxy)
 AREAS += (db_replicator, container_sync, reconciler)
 AREAS += (recon,)
+AREAS += (auditor,)
 
 
 def register_opts(conf):

@@ -18,6 +18,7 @@ WORKER_GROUPS = {
     'account-replicator': 'account-replicator',
     'container-sync': 'container-sync',
     'reconciler': 'reconciler',
+    'object-auditor': 'object-auditor',
 }
 WORKERS = tuple(WORKER_GROUPS)
 

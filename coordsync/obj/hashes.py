@@ -94,11 +94,17 @@ def hash_suffix(suffix_dir, reclaim_age, now):
     found = layout.suffix_objects(suffix_dir, reclaim_age, now, cleanup=True)
     if not found:
         return None, None
+    tombstones = [f.timestamp for _h, f in found if f.is_tombstone]
+    return (digest_objects(found),
+            min(tombstones).normal if tombstones else None)
+
+
+def digest_objects(found):
+    """A suffix's hash of its ``[(object hash, newest file)]``."""
     md5 = hashlib.md5(usedforsecurity=False)
     for obj_hash, newest in found:
         md5.update(('%s/%s\n' % (obj_hash, newest.name)).encode('ascii'))
-    tombstones = [f.timestamp for _h, f in found if f.is_tombstone]
-    return md5.hexdigest(), min(tombstones).normal if tombstones else None
+    return md5.hexdigest()
 
 
 def _empty_cache():

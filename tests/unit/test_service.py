@@ -56,6 +56,7 @@ def test_backend_url_is_secret_and_every_area_listed():
                            'object-updater',
                            'container-replicator', 'account-replicator',
                            'proxy', 'container-sync', 'reconciler',
+                           'object-auditor',
                            'storage-policy:0'}
     backend = [o for o in listed['coordination'] if o.name == 'backend_url']
     assert backend[0].secret
