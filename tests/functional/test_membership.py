@@ -44,16 +44,15 @@ def test_sigkill_member_disappears_and_its_lock_frees(cluster):
     time.sleep(2)
     assert 'LOCKED' not in taker.log()
 
+    # NOTE: the session's expiry frees both, within bounded waits; no
+    # assertion on how long it took (a status run alone takes ~2 s on a
+    # loaded machine).
     holder.kill()
-    killed_at = time.monotonic()
-    gone = nodes.wait_for(lambda: cluster.members() == ['n1', 'taker'],
-                          harness.SESSION_TIMEOUT + MARGIN,
-                          message='killed member gone')
+    nodes.wait_for(lambda: cluster.members() == ['n1', 'taker'],
+                   harness.SESSION_TIMEOUT + MARGIN,
+                   message='killed member gone')
     taker.wait_log('LOCKED coordsync/test/part-7',
                    timeout=harness.SESSION_TIMEOUT + MARGIN)
-    assert gone <= harness.SESSION_TIMEOUT + MARGIN
-    assert time.monotonic() - killed_at <= 2 * (harness.SESSION_TIMEOUT
-                                                + MARGIN)
 
 
 def _intervals(audit_path):
