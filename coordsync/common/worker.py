@@ -158,6 +158,40 @@ class Figures:
                     + getattr(other, field.name))
 
 
+@dataclasses.dataclass
+class DeviceJob:
+    """One device of this node: the item of a daemon whose work is
+    local (the updater, the auditor), locked as
+    ``coordsync/<kind>/<node>/<device>`` so status and the engine treat
+    it like any item."""
+
+    kind: str
+    device: str
+    node: str
+
+    handoff = False
+
+    @property
+    def key(self):
+        return device_lock_name(self.kind, self.node, self.device)
+
+    @property
+    def eligible(self):
+        return frozenset((self.node,))
+
+    @property
+    def item_id(self):
+        return self.device
+
+    @property
+    def where(self):
+        return self.device
+
+
+def device_lock_name(kind, node, device):
+    return 'coordsync/%s/%s/%s' % (kind, node, device)
+
+
 class PeerErrors:
     """Errors talking to other nodes in one pass, counted per peer.
 

@@ -61,33 +61,7 @@ TMP_MAX_AGE = 3600.0
 
 
 def lock_name(node, device):
-    return 'coordsync/%s/%s/%s' % (LOCK_KIND, node, device)
-
-
-@dataclasses.dataclass
-class Job:
-    """One local device."""
-
-    device: str
-    node: str
-
-    @property
-    def key(self):
-        return lock_name(self.node, self.device)
-
-    @property
-    def eligible(self):
-        return frozenset((self.node,))
-
-    handoff = False
-
-    @property
-    def item_id(self):
-        return self.device
-
-    @property
-    def where(self):
-        return self.device
+    return worker.device_lock_name(LOCK_KIND, node, device)
 
 
 @dataclasses.dataclass
@@ -366,7 +340,8 @@ class ObjectUpdater(rings_mod.PolicyRingsMixin, worker.RingWorker):
     def collect_jobs(self, devices=None, partitions=None):
         jobs = []
         for dev in self.available_devices(devices):
-            jobs.append(Job(dev['device'], self.conf.node_name))
+            jobs.append(worker.DeviceJob(LOCK_KIND, dev['device'],
+                                            self.conf.node_name))
         if devices is None:
             # NOTE: a device gone from the ring or unmounted is no
             # longer ours to report.

@@ -86,33 +86,7 @@ DB_DATADIRS = (backend.CONTAINER_DATADIR, backend.ACCOUNT_DATADIR)
 
 
 def lock_name(node, device):
-    return 'coordsync/%s/%s/%s' % (LOCK_KIND, node, device)
-
-
-@dataclasses.dataclass
-class Job:
-    """One local device."""
-
-    device: str
-    node: str
-
-    @property
-    def key(self):
-        return lock_name(self.node, self.device)
-
-    @property
-    def eligible(self):
-        return frozenset((self.node,))
-
-    handoff = False
-
-    @property
-    def item_id(self):
-        return self.device
-
-    @property
-    def where(self):
-        return self.device
+    return worker.device_lock_name(LOCK_KIND, node, device)
 
 
 @dataclasses.dataclass
@@ -479,7 +453,7 @@ class ObjectAuditor(worker.RingWorker):
                 ring.reload()
 
     def collect_jobs(self, devices=None, partitions=None):
-        return [Job(name, self.conf.node_name)
+        return [worker.DeviceJob(LOCK_KIND, name, self.conf.node_name)
                 for name in self.available_devices(devices)]
 
     def static_jobs(self, jobs):
