@@ -141,11 +141,12 @@ def test_paused_holder_is_fenced_after_a_takeover(zk_local_cluster,
                if before.get(path) != after.get(path)}
     assert not changed, changed
 
-    # The node servers say who they refused: n1's replicator, on P only.
+    # The node servers say who they refused: n1's replicator, on P only
+    # (none when the receiver cut the stalled stream first, see above).
     fenced_lines = re.findall(
         r'Fenced (\S+) (\S+) from (\S+): token (\d+) for (\S+) is older',
         ''.join(cluster.node_log(n) for n in cluster.node_names))
-    assert fenced_lines
+    assert fenced_lines or not refused
     for _method, path, sender, old, fenced_item in fenced_lines:
         assert (sender, fenced_item) == (member, item), fenced_lines
         assert int(old) < token
