@@ -20,16 +20,18 @@ least ``--kills``), SIGSTOP one past its session timeout and SIGCONT it
 stop every ZooKeeper server for a while (``zk_outage``), fill a device
 (a small tmpfs mounted over one node's device before the cluster
 starts, filled then freed: ``disk_full``; skipped with a note when mount
-is not allowed), flip bytes in the body of one replica's ``.data``
+is not allowed), flip the last byte of the body of an object's
+``.data`` on one of its primaries, read back to confirm the damage
 (``corrupt``; on by default only when the nodes run an object auditor,
-which is what repairs it). ``--duration`` stretches the schedule with
+which quarantines it so that replication restores it). ``--duration`` stretches the schedule with
 more faults of every kind for longer runs.
 
 Then the faults stop, every node and ZooKeeper server runs, the clients
 stop, and :mod:`chaos_check` (which shares no code with coordsync) is
 run until the cluster is clean or ``--converge`` seconds pass. The last
-line is the figure line; exit 0 only when every count is 0 and every
-fault's minimum was met. The seed is printed first: ``--seed`` replays
+line is the figure line; exit 0 only when every count is 0, every
+fault's minimum was met and every corrupted file is found in its
+device's quarantine (moved aside, not deleted). The seed is printed first: ``--seed`` replays
 the same schedule (timing, and so the history, varies).
 """
 
@@ -217,6 +219,7 @@ class Chaos:
             ('kills', 'stops', 'leader_kills', 'zk_outages', 'disk_full',
              'corruptions'), 0)
         self.notes = []
+        self.corrupted = []
         self.ensemble = None
         self.meta = None
         self.mounted = None
@@ -362,36 +365,73 @@ class Chaos:
         os.unlink(filler)
 
     def corrupt(self, name, pick):
+        """Flip the last byte of a static object's newest ``.data`` on
+        ``name``, one of the object's primaries by the ring (a damaged
+        handoff would be removed anyway and prove nothing); counted only
+        when reading it back shows the damage."""
         rng = random.Random(pick)
-        found = []
-        for root, _dirs, files in os.walk(os.path.join(
-                self.device_dir(name), 'objects')):
-            found += [os.path.join(root, f) for f in files
-                      if f.endswith('.data') and self._static(root, f)]
-        if not found:
+        cluster = chaos_check.Cluster(self.cluster_dir)
+        ring = cluster.object_ring
+        candidates = []
+        for number in range(STATIC_OBJECTS):
+            obj_hash = cluster.name_hash('AUTH_test', CONTAINERS[0],
+                                         'static-%d' % number)
+            primaries = ring.primaries(ring.partition(obj_hash))
+            for node, device in primaries:
+                if node != name:
+                    continue
+                hash_dir = os.path.join(
+                    cluster.device_path(node, device), 'objects',
+                    str(ring.partition(obj_hash)), obj_hash[-3:], obj_hash)
+                candidates.append((device, hash_dir))
+        rng.shuffle(candidates)
+        for device, hash_dir in candidates:
+            copy = self._newest(hash_dir)
+            if copy is None or copy.kind != 'data' or copy.error:
+                continue
+            try:
+                with open(copy.path, 'r+b') as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    last = fh.read(1)
+                    fh.seek(-1, os.SEEK_END)
+                    fh.write(bytes([last[0] ^ 0xff]))
+            except (OSError, IndexError):
+                continue
+            _metadata, error = chaos_check.read_object_file(copy.path)
+            if error is None:
+                continue
+            self.corrupted.append({
+                'node': name, 'dev_path': cluster.device_path(name, device),
+                'hash': os.path.basename(hash_dir),
+                'file': os.path.basename(copy.path), 'error': error})
+            self.counts['corruptions'] += 1
+            log('corrupted %s (%s)' % (copy.path, error))
             return
-        path = sorted(found)[rng.randrange(len(found))]
-        try:
-            with open(path, 'r+b') as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(size - 1)
-                last = fh.read(1)
-                fh.seek(size - 1)
-                fh.write(bytes([last[0] ^ 0xff]))
-        except (OSError, IndexError):
-            return
-        self.counts['corruptions'] += 1
 
     @staticmethod
-    def _static(hash_dir, name):
-        """Is this a file of an object no client writes?"""
+    def _newest(hash_dir):
         try:
-            with open(os.path.join(hash_dir, name), 'rb') as fh:
-                fh.readline(64)
-                return b'/static-' in fh.read(4096)
+            return chaos_check.newest_copy(hash_dir)
+        except OSError:
+            return None
+
+    def quarantined(self):
+        """How many of the corrupted files are in their device's
+        quarantine."""
+        return sum(1 for entry in self.corrupted
+                   if self.quarantined_entry(entry))
+
+    @staticmethod
+    def quarantined_entry(entry):
+        """Is a corrupted file in its device's quarantine
+        (``quarantined/objects/<hash>[-suffix]/<file>``)?"""
+        qroot = os.path.join(entry['dev_path'], 'quarantined', 'objects')
+        try:
+            names = os.listdir(qroot)
         except OSError:
             return False
+        return any(qname.split('-')[0] == entry['hash'] and os.path.exists(
+            os.path.join(qroot, qname, entry['file'])) for qname in names)
 
     def run_fault(self, kind, params):
         if kind == 'kill':
@@ -583,16 +623,21 @@ def main(argv=None):
         if short:
             print('fault minimums not met: %s' % ', '.join(short))
         c = chaos.counts
+        quarantined = chaos.quarantined()
+        if quarantined < c['corruptions']:
+            print('not quarantined: %s' % ', '.join(
+                '%(node)s %(hash)s/%(file)s' % e for e in chaos.corrupted
+                if not chaos.quarantined_entry(e)))
         print('chaos seed=%d ops=%d acked=%d faults: kills=%d stops=%d '
               'leader_kills=%d zk_outages=%d disk_full=%d corruptions=%d '
-              '| %s converged_in=%s' % (
+              'quarantined=%d | %s converged_in=%s' % (
                   args.seed, history.ops, history.acked, c['kills'],
                   c['stops'], c['leader_kills'], c['zk_outages'],
-                  c['disk_full'], c['corruptions'],
+                  c['disk_full'], c['corruptions'], quarantined,
                   chaos_check.figure(counts),
                   '%ds' % converged_in if converged else 'no'), flush=True)
         status = 0 if converged and not any(counts.values()) \
-            and not short else 1
+            and not short and quarantined == c['corruptions'] else 1
     finally:
         stop_clients.set()
         chaos.close()

@@ -46,6 +46,8 @@ def test_chaos_run_loses_nothing_and_never_overlaps(tmp_path):
     assert faults['kills'] >= 20
     assert faults['leader_kills'] >= 1
     assert faults['zk_outages'] >= 1
+    # Every file the run corrupted was moved aside, not deleted.
+    assert faults['quarantined'] == faults['corruptions'], match.group(0)
     assert counts == dict.fromkeys(counts, 0), match.group(0)
     assert match.group(6) != 'no', match.group(0)
     assert int(match.group(3)) > 0
