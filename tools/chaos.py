@@ -23,16 +23,17 @@ starts, filled then freed: ``disk_full``; skipped with a note when mount
 is not allowed), flip the last byte of the body of an object's
 ``.data`` on one of its primaries, read back to confirm the damage
 (``corrupt``; on by default only when the nodes run an object auditor,
-which quarantines it so that replication restores it). ``--duration`` stretches the schedule with
-more faults of every kind for longer runs.
+which quarantines it so that replication restores it). ``--duration``
+stretches the schedule with more faults of every kind for longer runs.
 
 Then the faults stop, every node and ZooKeeper server runs, the clients
 stop, and :mod:`chaos_check` (which shares no code with coordsync) is
 run until the cluster is clean or ``--converge`` seconds pass. The last
 line is the figure line; exit 0 only when every count is 0, every
 fault's minimum was met and every corrupted file is found in its
-device's quarantine (moved aside, not deleted). The seed is printed first: ``--seed`` replays
-the same schedule (timing, and so the history, varies).
+device's quarantine (moved aside, not deleted). The seed is printed
+first: ``--seed`` replays the same schedule (timing, and so the
+history, varies).
 """
 
 import argparse
