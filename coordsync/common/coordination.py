@@ -61,6 +61,10 @@ LOG = logging.getLogger(__name__)
 BACKEND_ERRORS = (tooz.ToozError, kazoo_exceptions.KazooException,
                   OSError, TimeoutError, concurrency.Timeout)
 ZOOKEEPER_SCHEMES = ('zookeeper', 'kazoo')
+ZOOKEEPER_PORT = 2181
+# NOTE: during an outage a process asks the ZooKeeper servers whether
+# they serve again at most this often (see Coordinator.backend_back).
+PROBE_EVERY = 0.5
 
 
 def make_member_id(node_name, host=None, boot_id=None):
@@ -77,6 +81,53 @@ def redact_url(url):
     netloc = parts.netloc.rpartition('@')[2]
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, '',
                                     ''))
+
+
+def zookeeper_hosts(url):
+    """``[(host, port)]`` of a ZooKeeper backend URL: the hosts of its
+    netloc (``zk1:2181,zk2:2181``) and of its ``hosts=`` query; [] for
+    another backend or a host list that cannot be read."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ZOOKEEPER_SCHEMES:
+        return []
+    specs = parts.netloc.rpartition('@')[2].split(',')
+    for value in urllib.parse.parse_qs(parts.query).get('hosts', []):
+        specs += value.split(',')
+    hosts = []
+    for spec in filter(None, (s.strip() for s in specs)):
+        if spec.startswith('['):
+            host, _, rest = spec[1:].partition(']')
+            port = rest[1:] if rest.startswith(':') else ''
+        else:
+            host, _, port = spec.partition(':')
+        if not host or (port and not port.isdigit()):
+            return []
+        hosts.append((host, int(port or ZOOKEEPER_PORT)))
+    return hosts
+
+
+def zookeeper_serving(host, port, timeout):
+    """Does the ZooKeeper server at ``host:port`` serve clients (is it in
+    a quorum)? Asked with its ``srvr`` four-letter word (allowed by
+    default since ZooKeeper 3.5): True, False, or None when the server
+    answers but not to ``srvr`` (not in ``4lw.commands.whitelist``)."""
+    answer = b''
+    try:
+        with socket.create_connection((host, port), timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(b'srvr')
+            while len(answer) < 4096:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+    except OSError:
+        return False if not answer else None
+    if b'Mode:' in answer:
+        return True
+    if b'not currently serving' in answer:
+        return False
+    return None
 
 
 class Backoff:
@@ -365,6 +416,10 @@ class Coordinator:
         self._outage_since = None
         self._unreachable_since = None
         self._settle_until = 0.0
+        self._hosts = zookeeper_hosts(conf.coordination.backend_url)
+        self._probing = False
+        self._probed_at = None
+        self._backend_serving = False
         self._outages = 0
         self._stopping = False
         self._loop_thread = None
@@ -411,9 +466,43 @@ class Coordinator:
 
     @property
     def static_allowed(self):
-        """True once the backend was unreachable for ``static_after``."""
+        """True once the backend was unreachable for ``static_after``,
+        unless it was seen serving again (:meth:`backend_back`)."""
         return (not self.healthy
-                and self.unreachable_for() >= static_after(self.conf))
+                and self.unreachable_for() >= static_after(self.conf)
+                and not self.backend_back())
+
+    def backend_back(self):
+        """During this process's outage, was a ZooKeeper server of the
+        backend found serving clients again (its last probe)?
+
+        Other nodes may then be reconnecting and taking locks while this
+        process still waits for its own reconnect (its backoff, a slow
+        attempt on a loaded machine): unlocked static work must end now,
+        not when this process is back in the group. A probe (``srvr``
+        to each server, :func:`zookeeper_serving`) runs in the
+        background at most every :data:`PROBE_EVERY` seconds, so asking
+        before every static write costs nothing. Always False for other
+        backends and when healthy.
+        """
+        if not self._hosts or self.healthy or self._stopping:
+            return False
+        now = time.monotonic()
+        if not self._probing and (self._probed_at is None
+                                  or now - self._probed_at >= PROBE_EVERY):
+            self._probing = True
+            self._probed_at = now
+            concurrency.spawn(self._probe)
+        return self._backend_serving
+
+    def _probe(self):
+        try:
+            timeout = min(1.0, self._op_timeout)
+            self._backend_serving = any(
+                zookeeper_serving(host, port, timeout)
+                for host, port in self._hosts)
+        finally:
+            self._probing = False
 
     # -- life cycle -------------------------------------------------------
 
@@ -509,6 +598,7 @@ class Coordinator:
             self._settle_until = time.monotonic() + settle_after_static(
                 self.conf)
         self._unreachable_since = None
+        self._backend_serving = False
         self._end_outage()
         metrics.get().coordination_healthy.set(1)
         self._backoff.reset()

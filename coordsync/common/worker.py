@@ -115,8 +115,11 @@ class Grant:
             # NOTE: a static grant lasts while the backend is out of
             # reach: once it answers again, others may take the item's
             # lock, and this unlocked work must end at its next write.
-            if self._coordinator is not None and \
-                    self._coordinator.healthy:
+            # A ZooKeeper server found serving again is enough: this
+            # process may reconnect later than others lock the item.
+            if self._coordinator is not None and (
+                    self._coordinator.healthy
+                    or self._coordinator.backend_back()):
                 raise LockLost('coordination is back; static work on %s '
                                'ends' % self.item)
             return
@@ -440,6 +443,12 @@ class Worker:
                     jobs, handoffs_first), COORDINATED
             except exceptions.CoordinationUnavailable:
                 pass
+        if not self.coordinator.static_allowed and \
+                self.coordinator.backend_back():
+            self.log.warning(
+                '%s: the coordination backend serves again; no unlocked '
+                'work until this process has reconnected', self.name)
+            return [], WAITING
         if not self.coordinator.static_allowed:
             self.log.warning(
                 '%s: not in the coordination group and the backend '
@@ -590,7 +599,8 @@ class Worker:
         for start in range(0, len(batches), window):
             reason = 'stopping' if self._stopping else self.abort_reason()
             if (not reason and self.stats.mode == STATIC
-                    and self.coordinator.healthy):
+                    and (self.coordinator.healthy
+                         or self.coordinator.backend_back())):
                 reason = 'coordination is back'
             if reason:
                 self.stats.aborted = reason

@@ -359,6 +359,68 @@ def test_zookeeper_down_past_static_after(own_zk, own_cluster,
         group.stop()
 
 
+# Probes ask ZooKeeper every coordination.PROBE_EVERY seconds; a write
+# begun before a probe may still be sent: a bound, not a goal.
+SERVES_AGAIN_GRACE = 3.0
+
+
+def test_static_pass_ends_when_zookeeper_serves_before_its_reconnect(
+        own_zk, own_cluster, replicators):
+    """Back from an outage past ``static_after``, a replicator whose own
+    reconnect comes late (long backoffs, or a loaded machine) ends its
+    static work once a ZooKeeper server serves again, not once it has
+    rejoined: others may lock its partitions from then on.
+
+    Found by the default run on a loaded machine: a token-less write of
+    a replicator still in its static pass was accepted while another
+    member held the partition's lock, taken after its settle time.
+    """
+    cluster = own_cluster(own_zk.url)
+    container = 'zk-late'
+    expected = put_objects(cluster, container, 24)
+    # NOTE: reconnect delays of 2..30 s (kazoo's and the coordinator's):
+    # after a 15 s outage a process reconnects seconds after ZooKeeper
+    # is back, as the slowest node of a real fleet does.
+    group = replicators(cluster, run_pause=0.3, coordination={
+        'static_after': STATIC_AFTER, 'initial_reconnect_backoff': 2.0,
+        'max_reconnect_backoff': 30.0})
+    try:
+        group.start()
+        for node in NODES:
+            wait_pass(group, node, 'coordinated')
+        with Churn(cluster, container, expected):
+            offsets = group.log_offsets()
+            own_zk.stop()
+            for node in NODES:
+                wait_pass(group, node, 'static', offsets[node],
+                          STATIC_AFTER + BOUND)
+            time.sleep(8.0)
+            offsets = group.log_offsets()
+            own_zk.start()
+            serving_at = time.time()
+            for node in NODES:
+                wait_pass(group, node, 'coordinated', offsets[node],
+                          BOUND + 30.0)
+            time.sleep(1.0)
+        members = members_of(group)
+        late = [w for _p, w in harness.object_writes(cluster)
+                if w.token is None and w.member in members
+                and w.start > serving_at + SERVES_AGAIN_GRACE]
+        assert not late, 'static writes after ZooKeeper served again:\n' \
+            + '\n'.join('%s %s from %s at %.3f (ZooKeeper at %.3f)' % (
+                w.method, w.path, w.member, w.start, serving_at)
+                for w in late[:20])
+        # Evidence that a process was still out of the group then: it
+        # planned nothing unlocked because ZooKeeper served again.
+        waited = [label for label, proc in group.procs.items()
+                  if 'serves again; no unlocked work'
+                  in proc.log()[offsets[label]:]]
+        assert waited, 'every replicator rejoined at once; nothing tested'
+        cluster.wait_level(container, expected, BOUND)
+    finally:
+        group.stop()
+
+
 def test_paused_holder_resumes_coordinated(cluster, replicators):
     """SIGSTOP a holder past its session, let another node take its
     partition, SIGCONT: its next pass is coordinated, not static, and no

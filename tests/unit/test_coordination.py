@@ -1,6 +1,8 @@
 """Coordinator behaviour on the embedded backend, in one process."""
 
 import random
+import socket
+import threading
 import time
 
 import pytest
@@ -358,3 +360,119 @@ def test_redact_url_keeps_an_ensembles_hosts():
     url = 'zookeeper://op:s3cret@zk1:2181,zk2:2181,zk3:2181/?timeout=5'
     assert coordination.redact_url(url) == (
         'zookeeper://zk1:2181,zk2:2181,zk3:2181/')
+
+
+# -- is ZooKeeper serving again? (a static pass ends when it is) ------------
+
+def test_zookeeper_hosts_of_every_url_form():
+    hosts = coordination.zookeeper_hosts
+    assert hosts('zookeeper://127.0.0.1:2182') == [('127.0.0.1', 2182)]
+    assert hosts('zookeeper://zk1:1,zk2:2,zk3') == [
+        ('zk1', 1), ('zk2', 2), ('zk3', 2181)]
+    assert hosts('kazoo://u:secret@zk1:5?hosts=zk2:6&hosts=zk3:7') == [
+        ('zk1', 5), ('zk2', 6), ('zk3', 7)]
+    assert hosts('zookeeper://[::1]:2181,[fe80::1]') == [
+        ('::1', 2181), ('fe80::1', 2181)]
+    assert hosts('file:///var/lib/coordsync') == []
+    assert hosts('zookeeper://zk1:port') == []
+
+
+class SrvrServer:
+    """A TCP server answering one canned reply to every connection."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.sock = socket.socket()
+        self.sock.bind(('127.0.0.1', 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.asked = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                self.asked.append(conn.recv(16))
+                conn.sendall(self.reply)
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def srvr():
+    servers = []
+
+    def make(reply):
+        servers.append(SrvrServer(reply))
+        return servers[-1]
+    yield make
+    for server in servers:
+        server.close()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_zookeeper_serving_reads_the_srvr_answer(srvr):
+    serving = coordination.zookeeper_serving
+    leader = srvr(b'Zookeeper version: 3.8.4\nMode: leader\nNode count: 9\n')
+    assert serving('127.0.0.1', leader.port, 1.0) is True
+    assert leader.asked == [b'srvr']
+    alone = srvr(b'This ZooKeeper instance is not currently serving '
+                 b'requests\n')
+    assert serving('127.0.0.1', alone.port, 1.0) is False
+    refused = srvr(b'srvr is not executed because it is not in the '
+                   b'whitelist.\n')
+    assert serving('127.0.0.1', refused.port, 1.0) is None
+    assert serving('127.0.0.1', free_port(), 1.0) is False
+
+
+def wait_probe(coordinator):
+    deadline = time.monotonic() + 10
+    while coordinator._probing and time.monotonic() < deadline:
+        concurrency.sleep(0.01)
+
+
+def test_a_zookeeper_serving_again_ends_the_static_rule(tmp_path, srvr):
+    """The backend failed to answer for static_after, then a server
+    serves again while this process has not reconnected (its backoff):
+    no static work from then on, though it is still out of the group."""
+    down_port = free_port()
+    conf = make_conf(tmp_path, static_after=0.0, session_timeout=2,
+                     initial_reconnect_backoff=0.05,
+                     max_reconnect_backoff=0.1)
+    server = srvr(b'This ZooKeeper instance is not currently serving '
+                  b'requests\n')
+    conf.set_override('backend_url', 'zookeeper://127.0.0.1:%d?hosts='
+                      '127.0.0.1:%d' % (down_port, server.port),
+                      group='coordination')
+    coordinator = coordination.Coordinator(conf)
+    coordinator.step()          # nothing answers: an outage begins
+    assert not coordinator.healthy
+    assert not coordinator.backend_back()   # the first probe starts
+    wait_probe(coordinator)
+    assert coordinator.static_allowed, 'no quorum is no backend'
+    server.reply = b'Zookeeper version: 3.8.4\nMode: follower\n'
+    coordinator._probed_at -= coordination.PROBE_EVERY
+    coordinator.backend_back()
+    wait_probe(coordinator)
+    assert coordinator.backend_back()
+    assert not coordinator.static_allowed
+    assert not coordinator.healthy
+    assert server.asked.count(b'srvr') >= 2
+
+
+def test_a_file_backend_is_never_probed(tmp_path):
+    conf = make_conf(tmp_path)
+    coordinator = coordination.Coordinator(conf)
+    assert coordinator.backend_back() is False
+    assert not coordinator._probing
