@@ -17,7 +17,8 @@ Meanwhile a fault schedule drawn from the seed runs, one fault at a time
 (so writes keep a quorum): SIGKILL a node and restart it (``kill``, at
 least ``--kills``), SIGSTOP one past its session timeout and SIGCONT it
 (``stop``), SIGKILL the ZooKeeper leader and restart it (``leader``),
-stop every ZooKeeper server for a while (``zk_outage``), fill a device
+stop every ZooKeeper server for a while, past the nodes' ``static_after``,
+with a node killed and restarted meanwhile (``zk_outage``), fill a device
 (a small tmpfs mounted over one node's device before the cluster
 starts, filled then freed: ``disk_full``; skipped with a note when mount
 is not allowed), flip the last byte of the body of an object's
@@ -67,6 +68,9 @@ FAULTS = ('kill', 'stop', 'leader', 'zk_outage', 'disk_full', 'corrupt')
 NODES = 4
 REPLICAS = 3
 SESSION_TIMEOUT = 6
+# NOTE: below the ZooKeeper outage's length, so that the nodes run
+# static passes during it and the checker sees how they end.
+STATIC_AFTER = 6.0
 CONTAINERS = ('chaos-a', 'chaos-b')
 KEYS_PER_CLIENT = 25
 STATIC_OBJECTS = 12
@@ -123,7 +127,11 @@ def make_schedule(seed, kills, faults, duration):
         if kind == 'leader':
             params['down'] = round(rng.uniform(2.0, 6.0), 2)
         if kind == 'zk_outage':
-            params['down'] = round(rng.uniform(8.0, 14.0), 2)
+            params['down'] = round(rng.uniform(STATIC_AFTER + 6.0,
+                                               STATIC_AFTER + 12.0), 2)
+            # A node down for a while in the outage misses writes that
+            # only static passes can bring it meanwhile.
+            params['node'] = rng.choice(names)
         if kind == 'disk_full':
             params['hold'] = round(rng.uniform(6.0, 12.0), 2)
         if kind == 'corrupt':
@@ -241,7 +249,9 @@ class Chaos:
             session_timeout=SESSION_TIMEOUT,
             replicate_every=self.args.replicate_every,
             backend=self.ensemble.url)
-        self.meta = local_cluster.create(self.cluster_dir, ns, {})
+        self.meta = local_cluster.create(
+            self.cluster_dir, ns,
+            {'coordination.static_after': str(STATIC_AFTER)})
         if 'disk_full' in self.args.faults:
             self.mount_small_device()
         for name in self.names():
@@ -343,10 +353,16 @@ class Chaos:
         self.ensemble.start_server(leader)
         self.ensemble.wait_quorum(QUORUM_BOUND)
 
-    def zk_outage(self, down):
+    def zk_outage(self, down, name):
+        """Every ZooKeeper server stopped for ``down`` seconds; meanwhile
+        ``name`` is SIGKILLed for 2 s (so it misses writes the others'
+        static passes push to it) and restarted, without a backend."""
         self.ensemble.stop()
         self.counts['zk_outages'] += 1
-        time.sleep(down)
+        started = time.monotonic()
+        time.sleep(1.0)
+        self.kill_node(name, 2.0)
+        time.sleep(max(0.0, down - (time.monotonic() - started)))
         self.ensemble.start(QUORUM_BOUND)
 
     def disk_full(self, hold):
@@ -442,7 +458,7 @@ class Chaos:
         elif kind == 'leader':
             self.kill_leader(params['down'])
         elif kind == 'zk_outage':
-            self.zk_outage(params['down'])
+            self.zk_outage(params['down'], params['node'])
         elif kind == 'disk_full':
             self.disk_full(params['hold'])
         elif kind == 'corrupt':

@@ -44,7 +44,11 @@ acknowledged one was written, or a version nobody wrote), ``listing_
 mismatch`` (container replicas whose listing differs from the disks),
 ``handoffs_left`` (object files on devices that are not primaries of
 their partition), ``overlaps`` (two holders of one item at one moment:
-from the lock history and the access logs).
+from the lock history and the access logs: two lock holders seen at
+once, a lower token accepted after a higher one or two holders' requests
+in flight at once on a node, a holder's write after its lock was seen
+taken by another, and a static pass's token-less push accepted while
+another member held the partition's lock).
 
     tools/chaos_check.py --workdir DIR --history FILE [--locks FILE]
                          [--json]
@@ -432,6 +436,75 @@ def parse_access_log(path):
     return found
 
 
+# A replication write's path: its policy (none: 0) and partition.
+REPLICATION_PATH_RE = re.compile(
+    r'^/(?:objects|object-sync)(?:-(\d+))?/[^/?]+/(\d+)(?:[/?]|$)')
+
+
+def parse_static_writes(path):
+    """Accepted (2xx) replication writes without a token of one node's
+    log (a static pass's pushes, ``?replication=true``): ``[(arrival,
+    item, member, method, path)]``, the item being the partition's lock
+    ``coordsync/replicate/<policy>/<partition>``."""
+    found = []
+    try:
+        fh = open(path, errors='replace')
+    except FileNotFoundError:
+        return found
+    with fh:
+        for line in fh:
+            match = ACCESS_RE.search(line)
+            if match is None:
+                continue
+            (arrival, method, req_path, status, _sent, _duration, member,
+             item, token, _client) = match.groups()
+            if item != '-' or token != '-' or not status.startswith('2') \
+                    or method not in ('PUT', 'POST', 'DELETE'):
+                continue
+            req_path, _, query = req_path.partition('?')
+            if 'replication=true' not in query.split('&'):
+                continue
+            target = REPLICATION_PATH_RE.match(req_path)
+            if target is None:
+                continue
+            found.append((float(arrival), 'coordsync/replicate/%s/%d' % (
+                target.group(1) or '0', int(target.group(2))),
+                urllib.parse.unquote(member), method, req_path))
+    return found
+
+
+def static_overlaps(writes, history, details, where='', slack=0.2):
+    """Static writes accepted while another member held the partition's
+    lock, taken (first seen) before the write arrived.
+
+    A holding seen again after a ZooKeeper outage with the creation
+    zxid of an earlier one is a lock znode restored with its session:
+    its member stopped working on the item when it lost the backend and
+    releases it once back, so nobody works under it (the node servers
+    still refuse static pushes into it once they see it)."""
+    holdings = collections.defaultdict(list)
+    seen = set()
+    for holding in sorted(history.get('holdings', []),
+                          key=lambda h: h['first']):
+        key = (holding.get('group'), holding['name'], holding['czxid'])
+        if key not in seen:
+            seen.add(key)
+            holdings[holding['name']].append(holding)
+    count = 0
+    for arrival, item, member, method, req_path in writes:
+        for holding in holdings.get(item, ()):
+            if holding['member'] != member and \
+                    holding['first'] + slack < arrival <= holding['last']:
+                count += 1
+                details.append('%s %s: static %s %s from %s at %.3f while '
+                               '%s held it (since %.3f)' % (
+                                   where, item, method, req_path, member,
+                                   arrival, holding['member'],
+                                   holding['first']))
+                break
+    return count
+
+
 def access_overlaps(requests, details, where=''):
     """Overlaps among one node's accepted fenced requests: a lower token
     arriving after a higher one had been answered, or two holders'
@@ -513,15 +586,21 @@ def stale_holder_requests(requests, history, details, where='', slack=0.2):
 def check_overlaps(cluster, history, counts, details, evidence=None):
     evidence = {} if evidence is None else evidence
     evidence['fenced_requests'] = 0
+    evidence['static_writes'] = 0
     evidence['holdings'] = len((history or {}).get('holdings', ()))
     for node, info in sorted(cluster.nodes.items()):
         requests = parse_access_log(os.path.join(info['dir'],
                                                  'server.log'))
         evidence['fenced_requests'] += len(requests)
         counts['overlaps'] += access_overlaps(requests, details, node)
+        static = parse_static_writes(os.path.join(info['dir'],
+                                                  'server.log'))
+        evidence['static_writes'] += len(static)
         if history is not None:
             counts['overlaps'] += stale_holder_requests(
                 requests, history, details, node)
+            counts['overlaps'] += static_overlaps(static, history,
+                                                  details, node)
     if history is not None:
         counts['overlaps'] += lock_overlaps(history, details)
 

@@ -289,3 +289,41 @@ def test_bad_input_is_one_error(cluster, tmp_path):
         chaos_check.check(str(tmp_path / 'nowhere'), 'missing.jsonl')
     assert chaos_check.main(['--workdir', cluster.root, '--history',
                              str(tmp_path / 'missing.jsonl')]) == 2
+
+
+def static_push(cluster, node, arrival, member, part=0, status=200,
+                policy=''):
+    cluster.lines[node].append(
+        '2024-01-01 00:00:00.000 1 INFO coordsync.access [-] '
+        '%.3f PUT "/object-sync%s/d1/%d?replication=true" %d 0 3.0 %s - - '
+        '127.0.0.1' % (arrival, policy, part, status, member))
+
+
+def test_a_static_push_under_another_members_lock_is_an_overlap(cluster):
+    item = 'coordsync/replicate/0/0'
+    locks = [{'name': item, 'czxid': 9, 'member': 'n3@h.2', 'first': 21.0,
+              'last': 30.0}]
+    # Before the lock, by the holder itself, refused, another partition
+    # or another policy: no overlap.
+    static_push(cluster, 'n1', 20.0, 'n2@h.1')
+    static_push(cluster, 'n1', 25.0, 'n3@h.2')
+    static_push(cluster, 'n1', 25.0, 'n2@h.1', status=409)
+    static_push(cluster, 'n1', 25.0, 'n2@h.1', part=1)
+    static_push(cluster, 'n1', 25.0, 'n2@h.1', policy='-1')
+    assert nonzero(cluster.check(locks)) == {}
+    static_push(cluster, 'n4', 25.0, 'n2@h.1')
+    assert nonzero(cluster.check(locks)) == {'overlaps': 1}
+
+
+def test_a_lock_restored_after_an_outage_is_no_holder(cluster):
+    # The same znode (czxid 5) seen before and after a ZooKeeper outage:
+    # its member stopped working when it lost the backend.
+    item = 'coordsync/replicate/0/0'
+    locks = [{'name': item, 'czxid': 5, 'member': 'n3@h.2', 'first': 10.0,
+              'last': 12.0},
+             {'name': item, 'czxid': 5, 'member': 'n3@h.2', 'first': 30.0,
+              'last': 31.0}]
+    static_push(cluster, 'n1', 30.5, 'n2@h.1')
+    assert nonzero(cluster.check(locks)) == {}
+    static_push(cluster, 'n1', 11.0, 'n2@h.1')
+    assert nonzero(cluster.check(locks)) == {'overlaps': 1}
