@@ -381,14 +381,40 @@ def _pid_path(workdir, name):
 
 
 def running_pid(workdir, name):
-    """The pid of the node's server if it is alive, else None."""
+    """The pid of the node's server if it is alive, else None.
+
+    A killed server this process started and has not reaped yet (a
+    zombie) is not alive: it is reaped here. Nor is another program
+    that was given the pid since (Linux: its command line says).
+    """
     try:
         with open(_pid_path(workdir, name)) as fh:
             pid = int(fh.read().strip())
         os.kill(pid, 0)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
+    if not _is_node_server(pid):
+        return None
     return pid
+
+
+def _is_node_server(pid):
+    try:
+        with open('/proc/%d/stat' % pid, 'rb') as fh:
+            state = fh.read().rpartition(b')')[2].split()[:1]
+        with open('/proc/%d/cmdline' % pid, 'rb') as fh:
+            cmdline = fh.read()
+    except FileNotFoundError:
+        return not os.path.isdir('/proc/self')   # no procfs: trust kill
+    except OSError:
+        return True
+    if state == [b'Z']:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass   # another process's child: its parent reaps it
+        return False
+    return b'coordsync' in cmdline
 
 
 def start_node(workdir, meta, name):

@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -278,3 +282,38 @@ def test_bad_policies_argument_exits_2(tmp_path, capsys):
                                   '--policies', '0'])
     assert err.value.code == 2
     assert '--policies' in capsys.readouterr().err
+
+
+def _pid_file(tmp_path, pid):
+    (tmp_path / 'n1').mkdir(exist_ok=True)
+    (tmp_path / 'n1' / 'server.pid').write_text('%d\n' % pid)
+
+
+def test_running_pid_is_none_for_a_killed_unreaped_server(tmp_path):
+    # A node server killed by its starter (as the chaos driver does),
+    # not yet reaped: a zombie answers kill(0) but runs nothing.
+    proc = subprocess.Popen([sys.executable, '-c',
+                             'import time; time.sleep(60)  # coordsync'])
+    try:
+        _pid_file(tmp_path, proc.pid)
+        assert local_cluster.running_pid(str(tmp_path), 'n1') == proc.pid
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while local_cluster.running_pid(str(tmp_path), 'n1') is not None:
+            assert time.monotonic() < deadline, 'still "running"'
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+    # It was reaped on the way: nothing left to wait for.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)
+
+
+def test_running_pid_is_none_for_a_pid_reused_by_another_program(tmp_path):
+    proc = subprocess.Popen(['sleep', '60'])
+    try:
+        _pid_file(tmp_path, proc.pid)
+        assert local_cluster.running_pid(str(tmp_path), 'n1') is None
+    finally:
+        proc.kill()
+        proc.wait()
