@@ -68,6 +68,10 @@ COORDINATED = 'coordinated'
 WAITING = 'waiting'
 # Waits, in seconds, before each new try of items locked elsewhere.
 BUSY_RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)
+# NOTE: the backlog (a look at every owned item) and the levels are
+# published with each item's progress, but measured again at most this
+# often while items run.
+MEASURE_EVERY = 1.0
 # States published in the member's progress.
 RUNNING, IDLE, FINISHED = 'running', 'idle', 'finished'
 
@@ -345,6 +349,7 @@ class Worker:
         self._stopping = False
         self._token_store = None
         self._last_errors = 0
+        self._measured = None   # (monotonic time, backlog, oldest, levels)
         self._in_flight = 0
         self._pools = set()
         self._metrics = metrics.get()
@@ -681,7 +686,7 @@ class Worker:
                       self.passes, mode, len(planned), len(jobs),
                       self.item_noun)
         self._passing = True
-        self._publish(RUNNING)
+        self._publish(RUNNING, measure=True)
         reporter = concurrency.spawn(self._report_periodically)
         try:
             self._run_planned(planned)
@@ -760,7 +765,7 @@ class Worker:
             concurrency.sleep(self.wconf.stats_interval)
             self.log.info(self.stats_line())
 
-    def _publish(self, state, last_pass=None):
+    def _publish(self, state, last_pass=None, measure=False):
         stats = self.stats
         fields = {'pass': stats.number, 'mode': stats.mode,
                   'done': stats.done, 'total': stats.total,
@@ -769,12 +774,8 @@ class Worker:
                   # next one ends, so a failing member stays degraded.
                   'errors': max(stats.errors, self._last_errors),
                   'state': state}
-        fields['backlog'], fields['backlog_oldest'] = self.backlog()
-        self._metrics.backlog.labels(self.name).set(fields['backlog'])
-        levels = self.levels()
-        for name, value in levels.items():
-            self._metrics.gauges.labels(self.name, name).set(value)
-        fields['levels'] = levels
+        backlog, oldest, levels = self._measure(measure or state != RUNNING)
+        fields.update(backlog=backlog, backlog_oldest=oldest, levels=levels)
         fields.update(self.report_extra())
         if last_pass is not None:
             fields['last_pass'] = {k: last_pass[k] for k in (
@@ -784,6 +785,21 @@ class Worker:
                 last_pass['started_at'] + last_pass['duration'], 3)
             fields['last_pass']['errors'] = last_pass['errors']
         self.coordinator.set_progress(self.name, **fields)
+
+    def _measure(self, now_please):
+        """``(backlog, backlog_oldest, levels)``, measured again (and
+        the gauges set) at most every :data:`MEASURE_EVERY` seconds while
+        items run, and at every pass's start and end."""
+        now = time.monotonic()
+        if (now_please or self._measured is None
+                or now - self._measured[0] >= MEASURE_EVERY):
+            backlog, oldest = self.backlog()
+            levels = self.levels()
+            self._metrics.backlog.labels(self.name).set(backlog)
+            for name, value in levels.items():
+                self._metrics.gauges.labels(self.name, name).set(value)
+            self._measured = (now, backlog, oldest, levels)
+        return self._measured[1:]
 
     def _dump_recon(self, summary):
         directory = self.wconf.recon_cache_path
