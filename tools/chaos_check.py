@@ -410,29 +410,35 @@ def check_listings(cluster, state, counts, details):
 
 # -- overlaps -----------------------------------------------------------------
 
+def access_records(path):
+    """The fields of every access line of one node's log (none if the
+    log is not there): ``(arrival, method, path, status, sent, duration,
+    member, item, token, client)``, as text."""
+    try:
+        fh = open(path, errors='replace')
+    except FileNotFoundError:
+        return
+    with fh:
+        for line in fh:
+            match = ACCESS_RE.search(line)
+            if match is not None:
+                yield match.groups()
+
+
 def parse_access_log(path):
     """Accepted (2xx) fenced requests of one node's log: ``[(arrival,
     end, item, token, member, method)]`` in log order."""
     found = []
-    try:
-        fh = open(path, errors='replace')
-    except FileNotFoundError:
-        return found
-    with fh:
-        for line in fh:
-            match = ACCESS_RE.search(line)
-            if match is None:
-                continue
-            (arrival, method, _path, status, _sent, duration, member,
-             item, token, _client) = match.groups()
-            if item == '-' or token == '-' or not status.startswith('2'):
-                continue
-            if not token.isdigit():
-                continue
-            arrival = float(arrival)
-            found.append((arrival, arrival + float(duration) / 1000.0,
-                          urllib.parse.unquote(item), int(token),
-                          urllib.parse.unquote(member), method))
+    for (arrival, method, _path, status, _sent, duration, member, item,
+         token, _client) in access_records(path):
+        if item == '-' or token == '-' or not status.startswith('2'):
+            continue
+        if not token.isdigit():
+            continue
+        arrival = float(arrival)
+        found.append((arrival, arrival + float(duration) / 1000.0,
+                      urllib.parse.unquote(item), int(token),
+                      urllib.parse.unquote(member), method))
     return found
 
 
@@ -447,29 +453,18 @@ def parse_static_writes(path):
     item, member, method, path)]``, the item being the partition's lock
     ``coordsync/replicate/<policy>/<partition>``."""
     found = []
-    try:
-        fh = open(path, errors='replace')
-    except FileNotFoundError:
-        return found
-    with fh:
-        for line in fh:
-            match = ACCESS_RE.search(line)
-            if match is None:
-                continue
-            (arrival, method, req_path, status, _sent, _duration, member,
-             item, token, _client) = match.groups()
-            if item != '-' or token != '-' or not status.startswith('2') \
-                    or method not in ('PUT', 'POST', 'DELETE'):
-                continue
-            req_path, _, query = req_path.partition('?')
-            if 'replication=true' not in query.split('&'):
-                continue
-            target = REPLICATION_PATH_RE.match(req_path)
-            if target is None:
-                continue
-            found.append((float(arrival), 'coordsync/replicate/%s/%d' % (
-                target.group(1) or '0', int(target.group(2))),
-                urllib.parse.unquote(member), method, req_path))
+    for (arrival, method, req_path, status, _sent, _duration, member,
+         item, token, _client) in access_records(path):
+        if item != '-' or token != '-' or not status.startswith('2') \
+                or method not in ('PUT', 'POST', 'DELETE'):
+            continue
+        req_path, _, query = req_path.partition('?')
+        target = REPLICATION_PATH_RE.match(req_path)
+        if target is None or 'replication=true' not in query.split('&'):
+            continue
+        found.append((float(arrival), 'coordsync/replicate/%s/%d' % (
+            target.group(1) or '0', int(target.group(2))),
+            urllib.parse.unquote(member), method, req_path))
     return found
 
 
