@@ -14,6 +14,7 @@ from coordsync.obj import diskfile
 from coordsync.obj import fileformat
 from coordsync.obj import hashes
 from coordsync.obj import layout
+from tests.unit import fakes
 from tests.unit.test_worker import FakeCoordinator
 
 NOW = 1700000000.0
@@ -311,28 +312,12 @@ def test_a_foreign_file_where_a_database_should_be_is_quarantined(conf):
 
 # -- the worker -------------------------------------------------------------
 
-class ObjectRing:
-    devices = [{'id': 0, 'node': 'n1', 'device': 'd1'},
-               {'id': 1, 'node': 'n1', 'device': 'd2'},
-               {'id': 2, 'node': 'n2', 'device': 'd1'}]
-
-    def devices_on_node(self, node):
-        return [d for d in self.devices if d['node'] == node]
-
-    def has_changed(self):
-        return False
-
-
-class DbRing(ObjectRing):
+class DbRing(fakes.DeviceRing):
     devices = [{'id': 0, 'node': 'n1', 'device': 'd3'}]
 
 
 class Coordinator(FakeCoordinator):
-    def members(self):
-        found = super().members()
-        for caps in found.values():
-            caps['roles'] = ['object-auditor']
-        return found
+    role = 'object-auditor'
 
 
 @pytest.mark.parametrize('healthy', [True, False])
@@ -344,7 +329,7 @@ def test_the_worker_audits_its_own_devices(conf, healthy):
     conf.set_override('node_name', 'n1')
     fake = FakeClock()
     worker = auditor.ObjectAuditor(
-        conf, Coordinator(healthy=healthy), ring=ObjectRing(),
+        conf, Coordinator(healthy=healthy), ring=fakes.DeviceRing(),
         db_rings=[DbRing()], manager=manager,
         limiter=lambda: auditor.RateLimiter(
             1.0, clock=fake.clock, sleep=fake.sleep))
@@ -372,8 +357,9 @@ def test_the_worker_audits_its_own_devices(conf, healthy):
 def test_the_worker_only_audits_the_devices_asked_for(conf):
     manager = make_manager(conf, 'd1', 'd2')
     conf.set_override('node_name', 'n1')
-    worker = auditor.ObjectAuditor(conf, Coordinator(), ring=ObjectRing(),
-                                   db_rings=[], manager=manager)
+    worker = auditor.ObjectAuditor(conf, Coordinator(),
+                                   ring=fakes.DeviceRing(), db_rings=[],
+                                   manager=manager)
     assert [j.device for j in worker.collect_jobs(devices={'d2'})] == [
         'd2']
 
@@ -381,8 +367,9 @@ def test_the_worker_only_audits_the_devices_asked_for(conf):
 def test_a_missing_device_is_skipped(conf):
     manager = make_manager(conf, 'd1')
     conf.set_override('node_name', 'n1')
-    worker = auditor.ObjectAuditor(conf, Coordinator(), ring=ObjectRing(),
-                                   db_rings=[], manager=manager)
+    worker = auditor.ObjectAuditor(conf, Coordinator(),
+                                   ring=fakes.DeviceRing(), db_rings=[],
+                                   manager=manager)
     assert [j.device for j in worker.collect_jobs()] == ['d1']
 
 

@@ -18,6 +18,7 @@ from coordsync.container import updater
 from coordsync.obj import diskfile
 from coordsync.obj import server
 from coordsync.obj import updates
+from tests.unit import fakes
 from tests.unit import test_updater as updater_tests
 from tests.unit.test_server import call
 
@@ -350,7 +351,7 @@ def test_updater_levels_are_what_its_sweeps_left(conf):
                         obj_hash=updater_tests.OTHER)
     worker = updater.ObjectUpdater(
         conf, updater_tests.Coordinator(healthy=True),
-        ring=updater_tests.ObjectRing(),
+        ring=fakes.DeviceRing(),
         container_ring=updater_tests.FakeRing(),
         manager=diskfile.DiskFileManager(conf.devices),
         node_client=RefusingClient())

@@ -13,6 +13,7 @@ from coordsync.common.timestamp import Timestamp
 from coordsync.container import updater
 from coordsync.obj import diskfile
 from coordsync.obj import updates
+from tests.unit import fakes
 from tests.unit.test_worker import FakeCoordinator
 
 LOG = logging.getLogger(__name__)
@@ -174,24 +175,8 @@ def conf(tmp_path):
     return conf
 
 
-class ObjectRing:
-    devices = [{'id': 0, 'node': 'n1', 'device': 'd1'},
-               {'id': 1, 'node': 'n1', 'device': 'd2'},
-               {'id': 2, 'node': 'n2', 'device': 'd1'}]
-
-    def devices_on_node(self, node):
-        return [d for d in self.devices if d['node'] == node]
-
-    def has_changed(self):
-        return False
-
-
 class Coordinator(FakeCoordinator):
-    def members(self):
-        found = super().members()
-        for caps in found.values():
-            caps['roles'] = ['object-updater']
-        return found
+    role = 'object-updater'
 
 
 class NodeClient:
@@ -211,7 +196,7 @@ def test_the_worker_sweeps_its_own_devices(conf, healthy):
     write(os.path.join(conf.devices, 'd2'), obj_hash=OTHER, op='DELETE')
     client = NodeClient()
     worker = updater.ObjectUpdater(
-        conf, Coordinator(healthy=healthy), ring=ObjectRing(),
+        conf, Coordinator(healthy=healthy), ring=fakes.DeviceRing(),
         container_ring=FakeRing(),
         manager=diskfile.DiskFileManager(conf.devices), node_client=client)
     jobs = worker.collect_jobs()

@@ -37,6 +37,8 @@ class FakeCoordinator:
     elsewhere, and a record of every lock call."""
 
     member_id = 'n1@h.1'
+    # The role every member of the fake group has.
+    role = 'toy'
 
     def __init__(self, views=(('n1', 'n2', 'n3'),), held_elsewhere=(),
                  healthy=True, static_allowed=None):
@@ -64,7 +66,7 @@ class FakeCoordinator:
         if not self.healthy:
             raise exceptions.CoordinationUnavailable('down')
         view = self.views.pop(0) if len(self.views) > 1 else self.views[0]
-        return {'%s@h.1' % n: {'node': n, 'roles': ['toy'],
+        return {'%s@h.1' % n: {'node': n, 'roles': [self.role],
                                'progress': {'toy': {'state': 'idle'}}}
                 for n in view}
 
