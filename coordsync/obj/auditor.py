@@ -136,19 +136,6 @@ class RateLimiter:
             self.sleep(wait)
 
 
-def list_partitions(datadir_path):
-    """Partition numbers with a directory under ``datadir_path``,
-    sorted; [] if it does not exist."""
-    try:
-        names = os.listdir(datadir_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(int(name) for name in names
-                  if name.isascii() and name.isdigit()
-                  and name == str(int(name))
-                  and os.path.isdir(os.path.join(datadir_path, name)))
-
-
 def listing_hash(suffix_dir, reclaim_age, now):
     """What :func:`coordsync.obj.hashes.hash_suffix` would make the
     suffix's hash now (None: no objects), changing nothing on disk.
@@ -356,7 +343,8 @@ class DeviceAudit:
         """``quick_check`` every database under ``datadir``."""
         cls = replication.broker_class(datadir)
         for part in concurrency.run_in_thread(
-                list_partitions, os.path.join(self.dev_path, datadir)):
+                layout.list_partitions,
+                os.path.join(self.dev_path, datadir)):
             found = concurrency.run_in_thread(replication.list_dbs,
                                               self.dev_path, datadir, part)
             for _name_hash, path in sorted(found.items()):

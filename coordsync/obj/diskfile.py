@@ -417,12 +417,8 @@ class DiskFileManager:
     def partitions(self, device):
         """The partitions (ints, sorted) that have a directory on ``device``.
         """
-        datadir = os.path.join(self._dev_path(device), self.datadir)
-        try:
-            names = os.listdir(datadir)
-        except FileNotFoundError:
-            return []
-        return sorted(int(n) for n in names if _is_partition_dir(datadir, n))
+        return layout.list_partitions(
+            os.path.join(self._dev_path(device), self.datadir))
 
     def delete_partition(self, device, partition, expect_hashes=None):
         """Remove a partition and everything in it; False if it was absent.
@@ -493,12 +489,6 @@ class DiskFileManager:
         with self._count_lock:
             self._quarantine_count += 1
         self.logger.error('Quarantined %s to %s: %s', hash_dir, dest, reason)
-
-
-def _is_partition_dir(datadir, name):
-    # NOTE: only the spelling check_partition() makes; '007' is not 7.
-    return (name.isascii() and name.isdigit() and name == str(int(name))
-            and os.path.isdir(os.path.join(datadir, name)))
 
 
 def _unlink_quietly(path):

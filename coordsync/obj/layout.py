@@ -113,6 +113,22 @@ def check_hash(obj_hash):
     return obj_hash
 
 
+def list_partitions(datadir_path):
+    """Partition numbers (ints, sorted) with a directory under
+    ``datadir_path``; [] if it does not exist.
+
+    NOTE: only the spelling check_partition() makes; '007' is not 7.
+    """
+    try:
+        names = os.listdir(datadir_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(int(name) for name in names
+                  if name.isascii() and name.isdigit()
+                  and name == str(int(name))
+                  and os.path.isdir(os.path.join(datadir_path, name)))
+
+
 def is_suffix(name):
     return bool(_SUFFIX_RE.match(name))
 
