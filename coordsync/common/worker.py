@@ -85,6 +85,13 @@ class Stopping(LockLost):
     """The worker is stopping: the item ends at its next write."""
 
 
+def coordination_back(coordinator):
+    """Must static work end now? This process is back in the group, or
+    (ZooKeeper) a server serves clients again: this process may
+    reconnect later than others lock its items."""
+    return coordinator.healthy or coordinator.backend_back()
+
+
 class Grant:
     """The right to work on one item for this pass: its lock and token.
 
@@ -119,11 +126,8 @@ class Grant:
             # NOTE: a static grant lasts while the backend is out of
             # reach: once it answers again, others may take the item's
             # lock, and this unlocked work must end at its next write.
-            # A ZooKeeper server found serving again is enough: this
-            # process may reconnect later than others lock the item.
-            if self._coordinator is not None and (
-                    self._coordinator.healthy
-                    or self._coordinator.backend_back()):
+            if self._coordinator is not None and \
+                    coordination_back(self._coordinator):
                 raise LockLost('coordination is back; static work on %s '
                                'ends' % self.item)
             return
@@ -604,8 +608,7 @@ class Worker:
         for start in range(0, len(batches), window):
             reason = 'stopping' if self._stopping else self.abort_reason()
             if (not reason and self.stats.mode == STATIC
-                    and (self.coordinator.healthy
-                         or self.coordinator.backend_back())):
+                    and coordination_back(self.coordinator)):
                 reason = 'coordination is back'
             if reason:
                 self.stats.aborted = reason
@@ -786,12 +789,12 @@ class Worker:
             fields['last_pass']['errors'] = last_pass['errors']
         self.coordinator.set_progress(self.name, **fields)
 
-    def _measure(self, now_please):
+    def _measure(self, force):
         """``(backlog, backlog_oldest, levels)``, measured again (and
         the gauges set) at most every :data:`MEASURE_EVERY` seconds while
         items run, and at every pass's start and end."""
         now = time.monotonic()
-        if (now_please or self._measured is None
+        if (force or self._measured is None
                 or now - self._measured[0] >= MEASURE_EVERY):
             backlog, oldest = self.backlog()
             levels = self.levels()
