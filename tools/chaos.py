@@ -393,14 +393,11 @@ class Chaos:
         for number in range(STATIC_OBJECTS):
             obj_hash = cluster.name_hash('AUTH_test', CONTAINERS[0],
                                          'static-%d' % number)
-            primaries = ring.primaries(ring.partition(obj_hash))
-            for node, device in primaries:
-                if node != name:
-                    continue
-                hash_dir = os.path.join(
-                    cluster.device_path(node, device), 'objects',
-                    str(ring.partition(obj_hash)), obj_hash[-3:], obj_hash)
-                candidates.append((device, hash_dir))
+            part = ring.partition(obj_hash)
+            candidates += [(device, os.path.join(
+                cluster.device_path(node, device), 'objects', str(part),
+                obj_hash[-3:], obj_hash))
+                for node, device in ring.primaries(part) if node == name]
         rng.shuffle(candidates)
         for device, hash_dir in candidates:
             copy = self._newest(hash_dir)
