@@ -385,7 +385,8 @@ def running_pid(workdir, name):
 
     A killed server this process started and has not reaped yet (a
     zombie) is not alive: it is reaped here. Nor is another program
-    that was given the pid since (Linux: its command line says).
+    that was given the pid since (Linux: it is not a child of this
+    process, and its command line does not name coordsync).
     """
     try:
         with open(_pid_path(workdir, name)) as fh:
@@ -401,20 +402,23 @@ def running_pid(workdir, name):
 def _is_node_server(pid):
     try:
         with open('/proc/%d/stat' % pid, 'rb') as fh:
-            state = fh.read().rpartition(b')')[2].split()[:1]
+            fields = fh.read().rpartition(b')')[2].split()
         with open('/proc/%d/cmdline' % pid, 'rb') as fh:
             cmdline = fh.read()
     except FileNotFoundError:
         return not os.path.isdir('/proc/self')   # no procfs: trust kill
     except OSError:
         return True
-    if state == [b'Z']:
+    state, ppid = fields[0], int(fields[1])
+    if state == b'Z':
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass   # another process's child: its parent reaps it
         return False
-    return b'coordsync' in cmdline
+    # NOTE: a server this process has just started may not have exec'd
+    # yet: its command line is still this process's.
+    return ppid == os.getpid() or b'coordsync' in cmdline
 
 
 def start_node(workdir, meta, name):

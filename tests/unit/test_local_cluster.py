@@ -310,10 +310,27 @@ def test_running_pid_is_none_for_a_killed_unreaped_server(tmp_path):
 
 
 def test_running_pid_is_none_for_a_pid_reused_by_another_program(tmp_path):
+    # Not a child of this process (its shell parent exited), and its
+    # command line names no coordsync.
+    out = subprocess.run(['sh', '-c', 'sleep 60 >/dev/null 2>&1 & echo $!'],
+                         capture_output=True, text=True, check=True)
+    pid = int(out.stdout)
+    try:
+        _pid_file(tmp_path, pid)
+        assert local_cluster.running_pid(str(tmp_path), 'n1') is None
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_running_pid_counts_a_server_started_here_before_its_exec(
+        tmp_path):
+    # Found by the chaos suite: right after start_node's fork, before
+    # the exec, the child's command line is still its starter's, and
+    # wait_serving took the restarted node for one that had exited.
     proc = subprocess.Popen(['sleep', '60'])
     try:
         _pid_file(tmp_path, proc.pid)
-        assert local_cluster.running_pid(str(tmp_path), 'n1') is None
+        assert local_cluster.running_pid(str(tmp_path), 'n1') == proc.pid
     finally:
         proc.kill()
         proc.wait()
